@@ -1,0 +1,35 @@
+# Maskmill: `make run` sets up and starts the platform on embedded defaults; `make test` sets up
+# and runs the whole suite. Both create .venv on first use and reinstall when requirements change.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+
+.PHONY: setup setup-test run test lint bench clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+# The reference packages (segment-anything, MobileSAM) are for equivalence tests only; MobileSAM
+# is installed without its optional dependencies, which would pull torchvision and timm.
+$(VENV)/.test: $(VENV)/.runtime requirements-test.txt
+	$(PY) -m pip install -q -r requirements-test.txt
+	$(PY) -m pip install -q --no-deps -r requirements-test-nodeps.txt
+	touch $@
+
+setup: $(VENV)/.runtime
+
+setup-test: $(VENV)/.test
+
+test: setup-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check engine annotator benchmarks tests
+
+clean:
+	rm -rf $(VENV) var
