@@ -1,5 +1,6 @@
 """Import the official reference packages (segment_anything, mobile_sam) with our stand-ins for
 torchvision and timm, or skip the calling test with the reason."""
+
 import importlib
 import sys
 from pathlib import Path

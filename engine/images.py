@@ -1,0 +1,76 @@
+"""The one way Maskmill reads an image: EXIF orientation applied, any mode to RGB uint8,
+decompression bombs and truncated or non-image files refused with a reason."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+class ImageReadError(ValueError):
+    """A file that is not a usable image; the message says why, for the user."""
+
+
+def read_image(
+    source: str | os.PathLike | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode ``source`` (path, bytes or binary file) into an HxWx3 RGB uint8 array."""
+    with open_image(source, max_pixels) as image:
+        return np.asarray(to_rgb(ImageOps.exif_transpose(image)))
+
+
+def open_image(
+    source: str | os.PathLike | bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Open and fully decode ``source``; raises ImageReadError with the reason on any problem."""
+    if isinstance(source, bytes):
+        source = io.BytesIO(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageReadError(f"{path}: no such file")
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        image = Image.open(source)
+    except UnidentifiedImageError as exc:
+        raise ImageReadError("not an image file (unrecognised format)") from exc
+    except OSError as exc:
+        raise ImageReadError(f"cannot open image: {exc}") from exc
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageReadError(
+            f"image is {width}x{height} = {width * height / 1e6:.1f} MP, over the {max_pixels / 1e6:.0f} MP limit"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except (OSError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"corrupt or truncated image: {exc}") from exc
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode → RGB. 16-bit and float greyscale are scaled to 0–255 by their range."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = np.zeros_like(values) if high <= low else (values - low) * (255.0 / (high - low))
+        return Image.fromarray(np.round(scaled).astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
