@@ -49,7 +49,8 @@ def open_image(
         raise ImageReadError(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise ImageReadError(
-            f"image is {width}x{height} = {width * height / 1e6:.1f} MP, over the {max_pixels / 1e6:.0f} MP limit"
+            f"image is {width}x{height} = {width * height / 1e6:.1f} MP, "
+            f"over the {max_pixels / 1e6:.0f} MP limit"
         )
     try:
         with warnings.catch_warnings():
