@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.evaluation import main  # noqa: E402
+from engine.evaluation import main
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco-mval-subset"
 

@@ -200,9 +200,7 @@ class ClassicPredictor:
         height, width = self.original_size
         outside = (coords[:, 0] < 0) | (coords[:, 0] > width) | (coords[:, 1] < 0) | (coords[:, 1] > height)
         if outside.any():
-            raise ValueError(
-                f"point {coords[outside][0].tolist()} is outside the {width}x{height} image"
-            )
+            raise ValueError(f"point {coords[outside][0].tolist()} is outside the {width}x{height} image")
         return coords, labels.astype(bool)
 
     def _check_box(self, box: np.ndarray | None) -> np.ndarray | None:
@@ -662,7 +660,9 @@ def _random_walker(
     return np.clip(x + known, 0.0, 1.0)
 
 
-def _keep_seeded_components(soft: np.ndarray, object_seeds: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+def _keep_seeded_components(
+    soft: np.ndarray, object_seeds: np.ndarray, prior: np.ndarray | None
+) -> np.ndarray:
     """Drop object islands that no positive click or previous mask supports (stray colour
     matches in the background)."""
     mask = (soft > 0.5).astype(np.uint8)

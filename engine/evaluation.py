@@ -205,7 +205,9 @@ def evaluate_instance(
             ious.extend([ious[-1]] * (max_clicks - len(ious)))
             break
         clicks.append(click)
-    return InstanceResult(name=name, ious=ious, clicks=clicks, seconds_per_click=predict_seconds / len(clicks))
+    return InstanceResult(
+        name=name, ious=ious, clicks=clicks, seconds_per_click=predict_seconds / len(clicks)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,7 +316,9 @@ def evaluate_dataset(
     previous: np.ndarray | None = None
     for index, instance in enumerate(instances, start=1):
         image, gt = instance.load()
-        same_image = previous is not None and previous.shape == image.shape and np.array_equal(previous, image)
+        same_image = (
+            previous is not None and previous.shape == image.shape and np.array_equal(previous, image)
+        )
         result = evaluate_instance(
             predictor,
             gt,
@@ -327,8 +331,9 @@ def evaluate_dataset(
         previous = image
         results.append(result)
         if progress:
+            at_5 = result.ious[min(4, max_clicks - 1)]
             print(
-                f"[{index}] {instance.name}: IoU@1 {result.ious[0]:.3f} @5 {result.ious[min(4, max_clicks - 1)]:.3f}"
+                f"[{index}] {instance.name}: IoU@1 {result.ious[0]:.3f} @5 {at_5:.3f}"
                 f" NoC@90 {result.noc(0.9, max_clicks)}",
                 file=sys.stderr,
             )

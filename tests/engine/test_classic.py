@@ -54,7 +54,7 @@ def disk():
 
 
 def test_identity_and_image_state(disk):
-    predictor, image, _ = disk
+    predictor, _, _ = disk
     assert predictor.is_fallback is True and predictor.name == "classic"
     assert predictor.is_image_set
     assert predictor.original_size == (240, 320)
@@ -74,12 +74,14 @@ def test_one_click_segments_a_disk(disk):
 
 
 def test_single_mask_output_and_logits_round_trip(disk):
-    predictor, _, gt = disk
+    predictor, _, _ = disk
     masks, scores, low_res = predictor.predict(np.array([[170, 110]]), np.array([1]), multimask_output=False)
     assert masks.shape == (1, 240, 320) and scores.shape == (1,) and low_res.shape == (1, 256, 256)
     # The low-res logits are SAM-like: positive on the object in the 256-frame (scale 256/320).
     assert low_res[0, int(110 * 0.8), int(170 * 0.8)] > 0 and low_res[0, 5, 5] < 0
-    again, _, _ = predictor.predict(np.array([[170, 110]]), np.array([1]), mask_input=low_res, multimask_output=False)
+    again, _, _ = predictor.predict(
+        np.array([[170, 110]]), np.array([1]), mask_input=low_res, multimask_output=False
+    )
     assert mask_iou(again[0], masks[0]) > 0.98
     logits, _, _ = predictor.predict(
         np.array([[170, 110]]), np.array([1]), multimask_output=False, return_logits=True

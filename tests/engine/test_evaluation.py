@@ -229,7 +229,16 @@ def test_cli_prints_table_and_json(tmp_path, capsys):
     write_dataset(tmp_path / "data", ["dog00_1", "dog01_2"])
     out_json = tmp_path / "summary.json"
     code = evaluation.main(
-        ["--dataset", str(tmp_path / "data"), "--max-clicks", "3", "--model", "classic", "--json", str(out_json)]
+        [
+            "--dataset",
+            str(tmp_path / "data"),
+            "--max-clicks",
+            "3",
+            "--model",
+            "classic",
+            "--json",
+            str(out_json),
+        ]
     )
     assert code == 0
     printed = capsys.readouterr().out
