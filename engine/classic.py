@@ -80,6 +80,7 @@ class ClassicPredictor:
         cg_iterations: int = 150,
         refine: bool = True,
         seed_fill: float = 0.6,
+        color_weight: float = 0.5,
     ) -> None:
         if work_pixels < 1024:
             raise ValueError(f"work_pixels must be at least 1024, got {work_pixels}")
@@ -89,6 +90,7 @@ class ClassicPredictor:
         self.cg_iterations = cg_iterations
         self.refine = refine
         self.seed_fill = seed_fill
+        self.color_weight = color_weight
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self.reset_image()
 
@@ -170,9 +172,14 @@ class ClassicPredictor:
         scores = np.zeros(count, dtype=np.float32)
         low_res = np.zeros((count, LOW_RES, LOW_RES), dtype=np.float32)
         for index, (roi, soft, score) in enumerate(candidates):
-            full = self._paste(roi, soft)
-            mask = full > 0.5
-            masks[index] = _logit(full) if return_logits else mask
+            probability = self._upsample(roi, soft)
+            mask = np.zeros((height, width), dtype=bool)
+            mask[roi.y0 : roi.y1, roi.x0 : roi.x1] = probability > 0.5
+            if return_logits:
+                masks[index] = -LOGIT_SCALE
+                masks[index, roi.y0 : roi.y1, roi.x0 : roi.x1] = _logit(probability)
+            else:
+                masks[index] = mask
             scores[index] = score
             low_res[index] = self._low_res_logits(mask)
             self._remember(low_res[index], mask)
@@ -243,27 +250,24 @@ class ClassicPredictor:
 
     # ------------------------------------------------------------------ outputs
 
-    def _paste(self, roi: _Roi, soft: np.ndarray) -> np.ndarray:
-        """Work-resolution probabilities → full-image probabilities (0 outside the ROI), the
-        boundary snapped to full-resolution edges."""
-        height, width = self.original_size
-        full = np.zeros((height, width), dtype=np.float32)
+    def _upsample(self, roi: _Roi, soft: np.ndarray) -> np.ndarray:
+        """Work-resolution probabilities → probabilities over the ROI at full resolution, the
+        boundary snapped to the full-resolution edges by a guided filter."""
         crop_h, crop_w = roi.y1 - roi.y0, roi.x1 - roi.x0
         up = cv2.resize(soft, (crop_w, crop_h), interpolation=cv2.INTER_LINEAR)
         if self.refine and roi.scale < 0.999:
             guide = self._grey[roi.y0 : roi.y1, roi.x0 : roi.x1].astype(np.float32) / 255.0
             radius = max(1, round(1.0 / roi.scale))
             up = np.clip(_guided_filter(guide, up, radius, 1e-3), 0.0, 1.0)
-        full[roi.y0 : roi.y1, roi.x0 : roi.x1] = up
-        return full
+        return up
 
     def _low_res_logits(self, mask: np.ndarray) -> np.ndarray:
         """The mask in SAM's 256x256 low-res frame (longest side 256, padded), as logits."""
         height, width = self.original_size
         low_h, low_w = preprocess_shape(height, width, LOW_RES)
-        fraction = cv2.resize(mask.astype(np.float32), (low_w, low_h), interpolation=cv2.INTER_AREA)
+        coverage = cv2.resize(mask.view(np.uint8) * 255, (low_w, low_h), interpolation=cv2.INTER_AREA)
         logits = np.full((LOW_RES, LOW_RES), -LOGIT_SCALE, dtype=np.float32)
-        logits[:low_h, :low_w] = (fraction - 0.5) * (2 * LOGIT_SCALE)
+        logits[:low_h, :low_w] = (coverage.astype(np.float32) / 255.0 - 0.5) * (2 * LOGIT_SCALE)
         return logits
 
     def _remember(self, logits: np.ndarray, mask: np.ndarray) -> None:
@@ -283,7 +287,7 @@ class ClassicPredictor:
         prior: np.ndarray | None,
         count: int,
     ) -> list[tuple[_Roi, np.ndarray, float]]:
-        """``count`` (roi, work-resolution probability, score) triples, best guess first."""
+        """``count`` (roi, work-resolution probability, score) triples, from part to whole."""
         height, width = self.original_size
         positives = points[labels]
         if prior is not None and not prior.any():
@@ -298,7 +302,7 @@ class ClassicPredictor:
             for fraction in scales:
                 half = fraction * max(height, width)
                 roi = self._roi_around(positives, half)
-                soft = self._solve(roi, points, labels, None, None, None)
+                soft = self._solve(roi, points, labels, None, None)
                 # On COCO-like data the wider regions are right more often: a mild prior for
                 # them, unless their mask is cut off by the region's border.
                 prior_for_size = 0.8 + 0.2 * fraction / max(scales)
@@ -311,8 +315,8 @@ class ClassicPredictor:
         if box is not None:
             extent = np.array([[box[0], box[1]], [box[2], box[3]]])
         if prior is not None:
-            ys, xs = np.nonzero(prior)
-            extent = np.vstack([extent, [[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]]])
+            x, y, w, h = cv2.boundingRect(prior.view(np.uint8))
+            extent = np.vstack([extent, [[x, y], [x + w, y + h]]])
         if len(positives):
             extent = np.vstack([extent, positives])
         (ex0, ey0), (ex1, ey1) = extent.min(axis=0), extent.max(axis=0)
@@ -323,7 +327,7 @@ class ClassicPredictor:
         variants = (1.0, 0.5, 2.0)[:count]
         results = []
         for seed_scale in variants:
-            soft = self._solve(roi, points, labels, box, prior, None, seed_scale=seed_scale)
+            soft = self._solve(roi, points, labels, box, prior, seed_scale=seed_scale)
             results.append((roi, soft, self._score(soft, roi, frame_is_border=False)))
         return results
 
@@ -347,7 +351,6 @@ class ClassicPredictor:
         labels: np.ndarray,
         box: np.ndarray | None,
         prior: np.ndarray | None,
-        _unused: None,
         seed_scale: float = 1.0,
     ) -> np.ndarray:
         """Random walker with colour and previous-mask priors on the ROI at work resolution."""
@@ -393,7 +396,8 @@ class ClassicPredictor:
 
         color_p = _color_prior(lab, fixed, prior_work, box is not None and prior is None)
         if prior_work is not None:
-            target = 0.5 * color_p + 0.5 * (0.15 + 0.7 * prior_work)
+            weight = self.color_weight
+            target = weight * color_p + (1 - weight) * (0.15 + 0.7 * prior_work)
         else:
             target = color_p
         x0 = prior_work if prior_work is not None else target
