@@ -254,12 +254,16 @@ class ClassicPredictor:
         """Work-resolution probabilities → probabilities over the ROI at full resolution, the
         boundary snapped to the full-resolution edges by a guided filter."""
         crop_h, crop_w = roi.y1 - roi.y0, roi.x1 - roi.x0
-        up = cv2.resize(soft, (crop_w, crop_h), interpolation=cv2.INTER_LINEAR)
-        if self.refine and roi.scale < 0.999:
-            guide = self._grey[roi.y0 : roi.y1, roi.x0 : roi.x1].astype(np.float32) / 255.0
-            radius = max(1, round(1.0 / roi.scale))
-            up = np.clip(_guided_filter(guide, up, radius, 1e-3), 0.0, 1.0)
-        return up
+        if not self.refine or roi.scale >= 0.999:
+            return cv2.resize(soft, (crop_w, crop_h), interpolation=cv2.INTER_LINEAR)
+        # Fast guided filter (He & Sun 2015): the local linear model q = a·I + b is fitted at work
+        # resolution and only applied at full resolution, so the cost there is two resizes.
+        guide = self._grey[roi.y0 : roi.y1, roi.x0 : roi.x1]
+        guide_low = cv2.resize(guide, soft.shape[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+        a, b = _guided_coefficients(guide_low / 255.0, soft, radius=2, eps=1e-3)
+        a = cv2.resize(a, (crop_w, crop_h), interpolation=cv2.INTER_LINEAR)
+        b = cv2.resize(b, (crop_w, crop_h), interpolation=cv2.INTER_LINEAR)
+        return np.clip(a * (guide.astype(np.float32) / 255.0) + b, 0.0, 1.0)
 
     def _low_res_logits(self, mask: np.ndarray) -> np.ndarray:
         """The mask in SAM's 256x256 low-res frame (longest side 256, padded), as logits."""
@@ -691,9 +695,11 @@ def _keep_seeded_components(
     return result
 
 
-def _guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter: ``source`` smoothed so that its edges follow ``guide``'s — here,
-    an upsampled soft mask snapped to the full-resolution image edges."""
+def _guided_coefficients(
+    guide: np.ndarray, source: np.ndarray, radius: int, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """He et al.'s guided filter, as the smoothed coefficients (a, b) of ``source ≈ a·guide + b``:
+    applied to an upsampled soft mask, its edges follow the image's."""
     size = (2 * radius + 1, 2 * radius + 1)
 
     def box(x: np.ndarray) -> np.ndarray:
@@ -704,4 +710,4 @@ def _guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: floa
     var_i = box(guide * guide) - mean_i * mean_i
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
-    return box(a) * guide + box(b)
+    return box(a), box(b)
