@@ -12,6 +12,7 @@ session); ``set_image`` is timed separately. Without ../shared/data a synthetic 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,9 +54,10 @@ def resized(image: np.ndarray, gt: np.ndarray, size: tuple[int, int]) -> tuple[n
 
 
 def classic_session(
-    predictor: ClassicPredictor, image: np.ndarray, gt: np.ndarray, clicks: int
+    predictor: ClassicPredictor, image: np.ndarray, gt: np.ndarray, clicks: int, cpu: list[float]
 ) -> tuple[float, list[float], list[float], float]:
-    """(set_image s, first-click s, later-click s list, final IoU) for one simulated session."""
+    """(set_image s, first-click s, later-click s list, final IoU) for one simulated session;
+    the CPU seconds of every click are appended to ``cpu``."""
     started = time.perf_counter()
     predictor.set_image(image)
     set_image_seconds = time.perf_counter() - started
@@ -64,7 +66,7 @@ def classic_session(
     first, later = [], []
     mask = np.zeros_like(gt)
     for round_index in range(clicks):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         masks, scores, low_res = predictor.predict(
             np.array([[c.x, c.y] for c in points], np.float32),
             np.array([int(c.positive) for c in points]),
@@ -72,6 +74,7 @@ def classic_session(
             multimask_output=round_index == 0,
         )
         (first if round_index == 0 else later).append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
         best = int(np.argmax(scores))
         mask, logits = masks[best], low_res[best][None]
         click = next_click(gt, mask)
@@ -120,15 +123,15 @@ def main() -> None:
     print(f"{len(data)} objects, {args.clicks} clicks each; OpenCV threads {cv2.getNumThreads()}")
     header = (
         f"{'size':>10} {'set_image ms':>12} {'click med':>9} {'p90':>7} {'1st(3 masks) med':>16}"
-        f" {'later med':>9} {'GrabCut med':>11} {'ratio':>6}"
+        f" {'later med':>9} {'CPU med':>7} {'GrabCut med':>11} {'ratio':>6}"
     )
     print(header)
     for size in SIZES:
         predictor = ClassicPredictor()
-        set_times, firsts, laters = [], [], []
+        set_times, firsts, laters, cpu = [], [], [], []
         for _, image, gt in data:
             big_image, big_gt = resized(image, gt, size)
-            set_seconds, first, later, _ = classic_session(predictor, big_image, big_gt, args.clicks)
+            set_seconds, first, later, _ = classic_session(predictor, big_image, big_gt, args.clicks, cpu)
             set_times.append(set_seconds)
             firsts += first
             laters += later
@@ -140,9 +143,16 @@ def main() -> None:
         ratio = np.median(every) / np.median(reference)
         print(
             f"{size[0]}x{size[1]:<5} {ms(set_times, 50):12.1f} {ms(every, 50):9.1f} {ms(every, 90):7.1f}"
-            f" {ms(firsts, 50):16.1f} {ms(laters, 50):9.1f} {ms(reference, 50):11.1f} {ratio:6.3f}"
+            f" {ms(firsts, 50):16.1f} {ms(laters, 50):9.1f} {ms(cpu, 50):7.1f} {ms(reference, 50):11.1f}"
+            f" {ratio:6.3f}"
         )
-    print("click med/p90: all clicks of all sessions; ratio: classic click median / GrabCut click median")
+    print(
+        "ms, wall clock. click med/p90: all clicks of all sessions; CPU med: process CPU time per click"
+        " (all threads; robust when the machine is shared); ratio: classic / GrabCut click medians"
+    )
+    print(
+        f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":
