@@ -365,11 +365,11 @@ def build_predictor(model: str, model_type: str | None, checkpoint: str | None) 
         from engine.classic import ClassicPredictor
 
         return ClassicPredictor()
+    if not model_type:
+        raise ValueError("--model sam needs --model-type (vit_b, vit_l, vit_h or vit_t)")
     from engine.predictor import Predictor
     from engine.sam import build_sam
 
-    if not model_type:
-        raise ValueError("--model sam needs --model-type (vit_b, vit_l, vit_h or vit_t)")
     sam = build_sam(model_type, checkpoint=checkpoint)
     sam.eval()
     return Predictor(sam)

@@ -248,3 +248,11 @@ def test_cli_prints_table_and_json(tmp_path, capsys):
     assert json.loads(out_json.read_text())["miou"] == payload["miou"]
     # An easy high-contrast rectangle: the classic segmenter gets it within three clicks.
     assert payload["miou"]["mIoU@3"] > 0.85
+
+
+def test_cli_refuses_sam_without_a_model_type(tmp_path, capsys):
+    write_dataset(tmp_path / "data", ["dog00_1"])
+    with pytest.raises(SystemExit) as exit_info:
+        evaluation.main(["--dataset", str(tmp_path / "data"), "--model", "sam"])
+    assert exit_info.value.code == 2
+    assert "--model-type" in capsys.readouterr().err
