@@ -455,8 +455,9 @@ class ClassicPredictor:
         return seeds
 
     def _score(self, soft: np.ndarray, roi: _Roi, frame_is_border: bool) -> float:
-        """Quality estimate: contrast of the mask's boundary, decisiveness of the solution, and a
-        penalty when the mask runs into the ROI's border (the object was cut off)."""
+        """Heuristic quality in [0, 1]: how decisive the solution is (probabilities far from 0.5
+        mean the seeds and colours agree), times a penalty for the share of the mask's outline
+        that runs along the ROI's border (the object was cut off)."""
         mask = soft > 0.5
         if not mask.any():
             return 0.0
