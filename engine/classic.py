@@ -328,10 +328,13 @@ class ClassicPredictor:
         if box is not None and prior is None:
             margin = max(4.0, 0.04 * max(ex1 - ex0, ey1 - ey0))
         roi = self._roi_box(ex0 - margin, ey0 - margin, ex1 + margin, ey1 + margin)
-        variants = (1.0, 0.5, 2.0)[:count]
+        # Three readings of the same prompts: as asked, tighter (small seeds, edges matter less)
+        # and looser (large seeds, edges matter more) — a box alone has no seeds, so the edge
+        # sensitivity is what makes its three masks differ.
+        variants = ((1.0, 1.0), (0.5, 0.5), (2.0, 2.0))[:count]
         results = []
-        for seed_scale in variants:
-            soft = self._solve(roi, points, labels, box, prior, seed_scale=seed_scale)
+        for seed_scale, edge_scale in variants:
+            soft = self._solve(roi, points, labels, box, prior, seed_scale=seed_scale, edge_scale=edge_scale)
             results.append((roi, soft, self._score(soft, roi, frame_is_border=False)))
         return results
 
@@ -356,6 +359,7 @@ class ClassicPredictor:
         box: np.ndarray | None,
         prior: np.ndarray | None,
         seed_scale: float = 1.0,
+        edge_scale: float = 1.0,
     ) -> np.ndarray:
         """Random walker with colour and previous-mask priors on the ROI at work resolution."""
         work_h, work_w = roi.work_shape
@@ -406,7 +410,7 @@ class ClassicPredictor:
             target = color_p
         x0 = prior_work if prior_work is not None else target
         soft = _solve_coarse_to_fine(
-            lab, fixed, target, x0, self.smoothness, self.prior_weight, self.cg_iterations
+            lab, fixed, target, x0, self.smoothness * edge_scale, self.prior_weight, self.cg_iterations
         )
         return _keep_seeded_components(soft, seeds == 1, prior_work)
 
