@@ -225,6 +225,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Projects, images, masks and the data-engine stages of Maskmill.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "ImageStatusEnum": "annotator.images.models.ImageStatus",
+        "MaskStatusEnum": "annotator.masks.models.MaskStatus",
+        "JobStatusEnum": "annotator.training.models.JobStatus",
+    },
 }
 
 # --- Security (production: DEBUG=0) -------------------------------------------------------------
