@@ -97,5 +97,5 @@ def test_a_missing_checkpoint_is_named(project, settings, tmp_path):
     settings.MASKMILL_MODEL_TYPE = "custom"
     settings.MASKMILL_CHECKPOINT = str(tmp_path / "nowhere.pt")
     training.forget_loaded_models()
-    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.pt"):
         training.checkpoint_path(training.configured_model_version())

@@ -44,7 +44,7 @@ def _safe(url: str) -> str:
 
 
 @pytest.mark.integration
-def test_postgres_redis_worker_layer(tmp_path):
+def test_postgres_redis_worker_layer(tmp_path, request):
     reason = unavailable()
     if reason:
         message = (
@@ -64,6 +64,7 @@ def test_postgres_redis_worker_layer(tmp_path):
         "MEDIA_ROOT": str(tmp_path / "media"),
         "MASKMILL_VAR_DIR": str(tmp_path / "var"),
     }
+    request.addfinalizer(lambda: _drop_keys(env["MASKMILL_BROKER_KEY_PREFIX"]))
     junit = tmp_path / "junit.xml"
     command = [
         sys.executable,
@@ -82,3 +83,13 @@ def test_postgres_redis_worker_layer(tmp_path):
     print(f"integration session: {summary[-1] if summary else 'no summary'}")
     print(output[-3000:])
     assert done.returncode == 0, f"the integration session failed:\n{output[-8000:]}"
+
+
+def _drop_keys(prefix: str) -> None:
+    """Remove this run's queues and bindings from the shared Redis."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=3)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+    if keys:
+        client.delete(*keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -69,9 +70,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, worker_model_env, 
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {**os.environ, "DATABASE_URL": database_url, **worker_model_env}
     command = [
-        sys.executable, "-m", "celery", "-A", "annotator.celery:app", "worker", "-Q", "embed,generate,train,export",
-        "--concurrency", "1", "--hostname", f"integration-{os.getpid()}@%h", "--without-gossip", "--without-mingle",
-        "--without-heartbeat", "--loglevel", "INFO",
+        sys.executable, "-m", "celery", "-A", "annotator.celery:app", "worker",
+        "-Q", "embed,generate,train,export", "--concurrency", "1",
+        "--hostname", f"integration-{os.getpid()}@%h",
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
     ]  # fmt: skip
     log = log_path.open("wb")
     process = subprocess.Popen(
@@ -87,13 +89,9 @@ def celery_worker_process(django_db_setup, django_db_blocker, worker_model_env, 
     finally:
         if process.poll() is None:
             process.terminate()
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait()
         log.close()

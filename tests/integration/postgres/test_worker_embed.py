@@ -46,7 +46,10 @@ def test_ingest_is_embedded_by_the_worker(celery_worker_process, published_embed
     assert len(result.created) == 2 and [e["name"] for e in result.errors] == ["c.txt"]
     assert len(published_embeds) == 2  # one task per new image, sent after commit
 
-    outcomes = [AsyncResult(task_id, app=app).get(timeout=180) for task_id in published_embeds]
+    results = [AsyncResult(task_id, app=app) for task_id in published_embeds]
+    outcomes = [r.get(timeout=180) for r in results]
+    for r in results:
+        r.forget()
     log = celery_worker_process["log"].read_text(errors="replace")
     if celery_worker_process["model"]:
         from engine.embeddings import load_embedding
@@ -57,7 +60,9 @@ def test_ingest_is_embedded_by_the_worker(celery_worker_process, published_embed
             with embedding.file.open("rb") as fileobj:
                 assert tuple(load_embedding(fileobj).shape) == (1, 32, 8, 8)
         # Retried task: the worker finds the stored embedding and does not compute another.
-        again = embed.delay(result.created[0].pk).get(timeout=120)
+        retried = embed.delay(result.created[0].pk)
+        again = retried.get(timeout=120)
+        retried.forget()
         assert again == embeddings[0].pk and Embedding.objects.count() == 2
     else:
         assert outcomes == [None, None]
