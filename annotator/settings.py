@@ -171,6 +171,7 @@ except json.JSONDecodeError as exc:
     raise ImproperlyConfigured(f"MASKMILL_MODEL_CONFIG is not valid JSON: {exc}") from exc
 if not isinstance(MASKMILL_MODEL_CONFIG, dict):
     raise ImproperlyConfigured("MASKMILL_MODEL_CONFIG must be a JSON object of model sizes")
+MASKMILL_DEVICE = os.environ.get("MASKMILL_DEVICE", "auto")  # auto: cuda when available, else cpu
 MASKMILL_MODEL_STORE = Path(os.environ.get("MASKMILL_MODEL_STORE", VAR_DIR / "models"))
 MASKMILL_MAX_IMAGE_PIXELS = env_int("MASKMILL_MAX_IMAGE_PIXELS", 100_000_000)
 MASKMILL_MAX_UPLOAD_BYTES = env_int("MASKMILL_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
