@@ -86,6 +86,18 @@ def test_image_list_filters_and_paginates(users, project):
     assert bad.status_code == 400 and "unknown status" in bad.json()["status"][0]
 
 
+def test_managers_move_an_image_to_another_stage(users, project):
+    image = add_image(project)
+    moved = client_for(users["manager"]).patch(
+        f"/api/images/{image.pk}/", {"stage": "semi_automatic"}, format="json"
+    )
+    assert moved.status_code == 200 and moved.json()["stage"] == "semi_automatic"
+    image.refresh_from_db()
+    assert image.effective_stage == "semi_automatic"
+    bad = client_for(users["manager"]).patch(f"/api/images/{image.pk}/", {"stage": "later"}, format="json")
+    assert bad.status_code == 400 and "stage" in bad.json()
+
+
 def test_image_detail_and_file(users, project):
     image = add_image(project, seed=4, width=50, height=40)
     client = client_for(users["reviewer"])
