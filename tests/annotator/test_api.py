@@ -256,6 +256,18 @@ def test_validation_errors_name_the_field(users, project):
     assert stage.status_code == 400 and "stage" in stage.json()
 
 
+def test_slugs_are_unique_and_checked(users, project, other_project):
+    client = client_for(users["admin"])
+    taken = client.post("/api/projects/", {"name": "Another", "slug": project.slug}, format="json")
+    assert taken.status_code == 400 and "slug" in taken.json()
+    moved = client.patch(f"/api/projects/{other_project.pk}/", {"slug": project.slug}, format="json")
+    assert moved.status_code == 400 and "slug" in moved.json()
+    malformed = client.post("/api/projects/", {"name": "Another", "slug": "no spaces/here"}, format="json")
+    assert malformed.status_code == 400 and "slug" in malformed.json()
+    made = client.post("/api/projects/", {"name": "Another Name"}, format="json")
+    assert made.status_code == 201 and made.json()["slug"] == "another-name"
+
+
 def test_the_last_manager_cannot_be_removed(users, project):
     client = client_for(users["manager"])
     mine = project.memberships.get(user=users["manager"])
