@@ -33,3 +33,10 @@ lint: setup-test
 
 clean:
 	rm -rf $(VENV) var
+
+# Embedded platform: migrate, demo project + admin (credentials printed once), then the web server
+# on 127.0.0.1:8000, a Celery worker and beat on the filesystem broker. One Ctrl-C stops them all.
+run: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py setup_demo
+	$(PY) -m annotator.devrun

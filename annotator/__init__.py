@@ -1,0 +1,5 @@
+"""Maskmill's Django project. Importing the Celery app here makes ``@shared_task`` bind to it."""
+
+from annotator.celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,1 @@
+"""Accounts use Django's User; per-project roles live in annotator.projects.Membership."""

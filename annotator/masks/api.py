@@ -1,0 +1,124 @@
+"""REST views for masks: RLE in and out, geometry computed by the service, version checks."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from annotator.images.models import Image
+from annotator.masks import services
+from annotator.masks.models import Mask, MaskSource, MaskStatus
+from annotator.projects.access import ALL_ROLES, EDITORS, check_project_access
+from annotator.projects.models import Label, Role
+from annotator.training.models import ModelVersion
+
+REVIEWER_FIELDS = {"status", "review_note"}
+
+
+class MaskSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Mask
+        fields = [
+            "id", "image", "segmentation", "bbox", "area", "predicted_iou", "stability_score", "point_coords",
+            "crop_box", "label", "source", "status", "model_version", "annotator", "seconds", "clicks",
+            "version", "review_note", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class MaskWriteSerializer(serializers.Serializer):
+    segmentation = serializers.JSONField(help_text='COCO RLE {"size": [h, w], "counts": str or [int]}')
+    label = serializers.PrimaryKeyRelatedField(queryset=Label.objects.all(), allow_null=True, required=False)
+    source = serializers.ChoiceField(choices=MaskSource.choices, required=False)
+    status = serializers.ChoiceField(choices=MaskStatus.choices, required=False)
+    predicted_iou = serializers.FloatField(allow_null=True, required=False)
+    stability_score = serializers.FloatField(allow_null=True, required=False)
+    point_coords = serializers.JSONField(allow_null=True, required=False)
+    crop_box = serializers.JSONField(allow_null=True, required=False)
+    model_version = serializers.PrimaryKeyRelatedField(
+        queryset=ModelVersion.objects.all(), allow_null=True, required=False
+    )
+    seconds = serializers.FloatField(min_value=0, allow_null=True, required=False)
+    clicks = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    review_note = serializers.CharField(allow_blank=True, required=False)
+
+
+class MaskUpdateSerializer(MaskWriteSerializer):
+    version = serializers.IntegerField(min_value=1, help_text="the version you edited; 409 when stale")
+    segmentation = serializers.JSONField(required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        for field in ("source", "model_version"):
+            if field in attrs:
+                raise ValidationError({field: "cannot be changed after creation"})
+        return attrs
+
+
+class MaskList(generics.ListCreateAPIView):
+    serializer_class = MaskSerializer
+    pagination_class = None
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        self.image = get_object_or_404(Image, pk=kwargs["pk"])
+        check_project_access(
+            request.user, self.image.project_id, ALL_ROLES if request.method in SAFE_METHODS else EDITORS
+        )
+
+    def get_queryset(self):
+        return Mask.objects.filter(image=self.image).order_by("id")
+
+    @extend_schema(request=MaskWriteSerializer, responses={201: MaskSerializer})
+    def post(self, request: Request, *args, **kwargs) -> Response:
+        payload = MaskWriteSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        mask = services.create_mask(self.image, annotator=request.user, **data)
+        return Response(MaskSerializer(mask).data, status=status.HTTP_201_CREATED)
+
+
+class MaskDetail(generics.RetrieveAPIView):
+    serializer_class = MaskSerializer
+
+    def get_object(self) -> Mask:
+        mask = get_object_or_404(Mask.objects.select_related("image"), pk=self.kwargs["pk"])
+        roles = {"GET": ALL_ROLES, "HEAD": ALL_ROLES, "OPTIONS": ALL_ROLES, "PATCH": ALL_ROLES}.get(
+            self.request.method, EDITORS
+        )
+        self.role = check_project_access(self.request.user, mask.project_id, roles)
+        return mask
+
+    @extend_schema(request=MaskUpdateSerializer, responses={200: MaskSerializer, 409: None})
+    def patch(self, request: Request, *args, **kwargs) -> Response:
+        mask = self.get_object()
+        payload = MaskUpdateSerializer(data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        changes = dict(payload.validated_data)
+        if "version" not in changes:
+            raise ValidationError({"version": "send the version you edited (optimistic locking)"})
+        version = changes.pop("version")
+        if self.role == Role.REVIEWER and set(changes) - REVIEWER_FIELDS:
+            raise PermissionDenied("Reviewers may change only a mask's status and review note.")
+        mask = services.update_mask(mask, version=version, user=request.user, **changes)
+        return Response(MaskSerializer(mask).data)
+
+    @extend_schema(responses={204: None, 409: None})
+    def delete(self, request: Request, *args, **kwargs) -> Response:
+        mask = self.get_object()
+        raw = request.query_params.get("version")
+        if raw is None and isinstance(request.data, dict):
+            raw = request.data.get("version")
+        try:
+            version = int(raw)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                {"version": "send the version you are deleting (?version=N or in the body)"}
+            ) from exc
+        services.delete_mask(mask, version=version)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,142 @@
+"""Every write on masks: RLE checked against the image, geometry computed here (never trusted
+from the client), labels checked against the project, and optimistic concurrency by ``version``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotator.images.models import Image
+from annotator.masks.models import Mask, MaskSource, MaskStatus
+from annotator.projects.models import Label
+from engine.masks import rle_area, rle_to_bbox, validate_rle
+
+
+class StaleVersion(Exception):
+    """The client edited an older version of the mask than the stored one."""
+
+    def __init__(self, mask_id: int, sent: int, current: int | None) -> None:
+        self.current = current
+        if current is None:
+            message = f"mask {mask_id} no longer exists"
+        else:
+            message = (
+                f"mask {mask_id} was changed by someone else (you sent version {sent}, it is now version "
+                f"{current}); reload it and apply your change again"
+            )
+        super().__init__(message)
+
+
+EDITABLE_FIELDS = {
+    "segmentation",
+    "label",
+    "status",
+    "review_note",
+    "predicted_iou",
+    "stability_score",
+    "point_coords",
+    "crop_box",
+    "seconds",
+    "clicks",
+}
+
+
+def geometry(rle: Any, image: Image) -> dict[str, Any]:
+    """Validated RLE with its bbox (XYWH) and area for the image, or ValidationError saying why."""
+    try:
+        rle = validate_rle(rle, image.height, image.width)
+    except ValueError as exc:
+        raise ValidationError({"segmentation": str(exc)}) from exc
+    return {"segmentation": rle, "bbox": rle_to_bbox(rle), "area": rle_area(rle)}
+
+
+def check_label(label: Label | None, project_id: int) -> None:
+    if label is not None and label.project_id != project_id:
+        raise ValidationError({"label": f"label {label.pk} belongs to another project"})
+
+
+def check_points(value: Any, field: str, length: int | None = None) -> None:
+    if value is None:
+        return
+    if field == "point_coords":
+        ok = isinstance(value, list) and all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(_is_number(v) for v in p) for p in value
+        )
+        if not ok:
+            raise ValidationError({field: "must be a list of [x, y] number pairs"})
+    elif not (isinstance(value, list) and len(value) == length and all(_is_number(v) for v in value)):
+        raise ValidationError({field: f"must be a list of {length} numbers"})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def create_mask(
+    image: Image, *, segmentation: Any, annotator: AbstractBaseUser | None, **fields: Any
+) -> Mask:
+    unknown = set(fields) - EDITABLE_FIELDS - {"source", "model_version"}
+    if unknown:
+        raise ValidationError({name: "unknown field" for name in sorted(unknown)})
+    check_label(fields.get("label"), image.project_id)
+    check_points(fields.get("point_coords"), "point_coords")
+    check_points(fields.get("crop_box"), "crop_box", 4)
+    if fields.get("source", MaskSource.MANUAL) not in MaskSource.values:
+        raise ValidationError({"source": f"one of {', '.join(MaskSource.values)}"})
+    status = fields.get("status", MaskStatus.PROPOSED)
+    if status not in MaskStatus.values:
+        raise ValidationError({"status": f"one of {', '.join(MaskStatus.values)}"})
+    mask = Mask(
+        project_id=image.project_id,
+        image=image,
+        annotator=annotator if annotator is not None and annotator.is_authenticated else None,
+        accepted_at=timezone.now() if status == MaskStatus.ACCEPTED else None,
+        **geometry(segmentation, image),
+        **fields,
+    )
+    mask.full_clean(exclude=["segmentation", "bbox"])
+    mask.save()
+    return mask
+
+
+@transaction.atomic
+def update_mask(mask: Mask, *, version: int, user: AbstractBaseUser | None = None, **changes: Any) -> Mask:
+    """Apply ``changes`` if ``version`` is the stored one; bumps the version. Raises StaleVersion."""
+    unknown = set(changes) - EDITABLE_FIELDS
+    if unknown:
+        raise ValidationError({name: "cannot be changed" for name in sorted(unknown)})
+    image = mask.image
+    values: dict[str, Any] = dict(changes)
+    if "segmentation" in values:
+        values.update(geometry(values["segmentation"], image))
+    if "label" in values:
+        check_label(values["label"], mask.project_id)
+    check_points(values.get("point_coords"), "point_coords")
+    check_points(values.get("crop_box"), "crop_box", 4)
+    if "status" in values:
+        if values["status"] not in MaskStatus.values:
+            raise ValidationError({"status": f"one of {', '.join(MaskStatus.values)}"})
+        if values["status"] == MaskStatus.ACCEPTED and mask.status != MaskStatus.ACCEPTED:
+            values["accepted_at"] = timezone.now()
+    now = timezone.now()
+    updated = Mask.objects.filter(pk=mask.pk, version=version).update(
+        **values, version=F("version") + 1, updated_at=now
+    )
+    if updated == 0:
+        current = Mask.objects.filter(pk=mask.pk).values_list("version", flat=True).first()
+        raise StaleVersion(mask.pk, version, current)
+    mask.refresh_from_db()
+    return mask
+
+
+@transaction.atomic
+def delete_mask(mask: Mask, *, version: int) -> None:
+    deleted, _ = Mask.objects.filter(pk=mask.pk, version=version).delete()
+    if deleted == 0:
+        current = Mask.objects.filter(pk=mask.pk).values_list("version", flat=True).first()
+        raise StaleVersion(mask.pk, version, current)

@@ -1,0 +1,18 @@
+"""The unit layer runs on SQLite with media in a temporary folder and Celery tasks run eagerly
+(in-process), so no broker is involved."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_platform(settings, tmp_path):
+    from annotator.celery import app
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.MASKMILL_MODEL_TYPE = ""
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = eager
