@@ -1,0 +1,330 @@
+"""Exactly once under faults, with real processes: PostgreSQL (a fresh database on the server of
+``MASKMILL_TEST_DATABASE_URL``), a Redis broker of the test's own (a private ``redis-server`` on a
+free 127.0.0.1 port, so it can be killed and restarted without touching the shared one) and real
+``celery worker`` subprocesses.
+
+One GenerationRun over 30 images goes through: the pool process of worker A killed with SIGKILL
+in the middle of a task, a second worker joining, the broker killed and restarted, every database
+connection of the workers terminated (twice), worker A killed whole (its unacknowledged message
+comes back after the visibility timeout), the run resumed while it is running (every unfinished
+item queued a second time) and started a second time, plus one vanished and one corrupt image.
+Then: every good image has its masks exactly once, the two bad ones failed with their reasons,
+nothing else failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.integration.pipeline_support import expected_mask_count, shapes_png
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = 40
+BAD = {"vanished": 3, "corrupt": 7}  # seeds of the two images broken before the run
+DEADLINE = 150  # seconds for the whole run; the test stays well under 3 minutes
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("MASKMILL_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"integration services required but unavailable: {reason}")
+    pytest.skip(reason)
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Services:
+    """The database, the private broker and the worker processes of one test run."""
+
+    def __init__(self, tmp: Path, admin_url: str) -> None:
+        import psycopg
+
+        self.psycopg = psycopg
+        self.tmp = tmp
+        self.admin_url = admin_url
+        self.db_name = f"maskmill_pipeline_{uuid.uuid4().hex[:10]}"
+        self.db_url = _with_database(admin_url, self.db_name)
+        self.redis_port = _free_port()
+        self.redis: subprocess.Popen | None = None
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.faults: list[str] = []
+
+    # --- processes -------------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO"))}
+        env.update(
+            DJANGO_SETTINGS_MODULE="tests.integration.pipeline_settings",
+            DATABASE_URL=self.db_url,
+            CELERY_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+            MASKMILL_VAR_DIR=str(self.tmp / "var"),
+            MEDIA_ROOT=str(self.tmp / "media"),
+            MASKMILL_MASK_GENERATOR="tests.integration.pipeline_support.components_generator",
+            MASKMILL_TEST_GENERATE_DELAY="0.8",
+            MASKMILL_BROKER_VISIBILITY_TIMEOUT="8",
+            MASKMILL_GENERATE_MAX_ATTEMPTS="6",
+            PYTHONPATH=str(ROOT),
+            LOG_LEVEL="WARNING",
+        )
+        return env
+
+    def manage(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(), capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+        assert done.returncode == 0, f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def start_redis(self) -> None:
+        (self.tmp / "redis").mkdir(exist_ok=True)
+        self.redis = subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.tmp / "redis"),
+             "--logfile", str(self.tmp / "redis.log")],
+        )  # fmt: skip
+        for _ in range(100):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.redis_port), 0.2):
+                return
+            time.sleep(0.05)
+        raise AssertionError("the test's redis-server did not start")
+
+    def kill_redis(self) -> None:
+        assert self.redis is not None
+        self.redis.send_signal(signal.SIGKILL)
+        self.redis.wait(10)
+
+    def start_worker(self, name: str) -> subprocess.Popen:
+        log = open(self.tmp / f"worker-{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "annotator.celery:app", "worker", "-Q", "generate",
+             "--concurrency", "1", "--pool", "prefork", "--hostname", f"{name}@pipeline-test",
+             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self.workers[name] = process
+        return process
+
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the worker's whole process group: main process and pool, no goodbye."""
+        process = self.workers.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    def stop(self) -> None:
+        for name in list(self.workers):
+            self.kill_worker(name)
+        if self.redis is not None and self.redis.poll() is None:
+            self.kill_redis()
+
+    # --- database --------------------------------------------------------------------------------
+
+    def admin(self):
+        return self.psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5)
+
+    def create_database(self) -> None:
+        with self.admin() as conn:
+            conn.execute(f'CREATE DATABASE "{self.db_name}"')
+
+    def drop_database(self) -> None:
+        with self.admin() as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (self.db_name,)
+            )
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}"')
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self.psycopg.connect(self.db_url, autocommit=True, connect_timeout=5) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def terminate_worker_connections(self) -> int:
+        with self.admin() as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                "pg_backend_pid()",
+                (self.db_name,),
+            ).fetchall()
+        return len(rows)
+
+    # --- the run ---------------------------------------------------------------------------------
+
+    def item_counts(self, run_id: int) -> dict[str, int]:
+        return dict(
+            self.query(
+                "SELECT status, count(*) FROM stages_generationitem WHERE run_id = %s GROUP BY 1", (run_id,)
+            )
+        )
+
+    def running_item(self, run_id: int, worker_prefix: str, timeout: float = 20) -> tuple[int, int]:
+        """(item id, pid) of an item a process of ``worker_prefix`` claimed in the last half second
+        (so it is computing now, not a stale claim of a killed process)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = self.query(
+                "SELECT id, worker FROM stages_generationitem WHERE run_id = %s AND status = 'running' "
+                "AND worker LIKE %s AND started_at > now() - interval '0.5 seconds' "
+                "ORDER BY started_at DESC LIMIT 1",
+                (run_id, f"{worker_prefix}%@%"),
+            )
+            if rows:
+                return rows[0][0], int(rows[0][1].rsplit(":", 1)[1])
+            time.sleep(0.05)
+        raise AssertionError(f"no item running on worker {worker_prefix} within {timeout}s")
+
+    def wait_done(self, run_id: int, at_least: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            counts = self.item_counts(run_id)
+            if counts.get("done", 0) + counts.get("failed", 0) >= at_least:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"run {run_id}: fewer than {at_least} items finished in {timeout}s: {counts}")
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    admin_url = os.environ.get("MASKMILL_TEST_DATABASE_URL")
+    if not admin_url:
+        _unavailable("MASKMILL_TEST_DATABASE_URL is not set (a PostgreSQL server to create a database on)")
+    if shutil.which("redis-server") is None:
+        _unavailable("redis-server is not installed (the test runs a private broker it can kill and restart)")
+    try:
+        import psycopg
+
+        psycopg.connect(admin_url, connect_timeout=3).close()
+    except Exception as exc:
+        _unavailable(f"PostgreSQL at MASKMILL_TEST_DATABASE_URL does not answer: {exc}")
+    running = Services(tmp_path, admin_url)
+    running.create_database()
+    try:
+        running.start_redis()
+        yield running
+    finally:
+        running.stop()
+        running.drop_database()
+        for log in sorted(tmp_path.glob("worker-*.log")):
+            sys.stdout.write(f"--- {log.name} (tail)\n{''.join(log.read_text().splitlines(True)[-15:])}")
+
+
+def prepare_project(services: Services) -> None:
+    folder = services.tmp / "incoming"
+    folder.mkdir()
+    for seed in range(IMAGES):
+        (folder / f"s{seed}.png").write_bytes(shapes_png(seed))
+    services.manage("migrate", "--noinput", timeout=180)
+    services.manage(
+        "shell", "-c",
+        "from annotator.projects.services import create_project; "
+        "from annotator.training.models import ModelVersion; "
+        "p = create_project(name='Pipeline', slug='pipeline', creator=None); "
+        "p.active_model_version = ModelVersion.objects.create(family='custom', config={}, name='tiny'); "
+        "p.save()",
+    )  # fmt: skip
+    services.manage("ingest", "pipeline", str(folder), "--no-progress")
+    files = dict(services.query("SELECT original_name, file FROM images_image"))
+    media = services.tmp / "media"
+    (media / files[f"s{BAD['vanished']}.png"]).unlink()
+    (media / files[f"s{BAD['corrupt']}.png"]).write_bytes(b"\x89PNG\r\n\x1a\n not really")
+
+
+def test_every_image_exactly_once_through_worker_broker_and_database_faults(services: Services):
+    started = time.monotonic()
+    prepare_project(services)
+    out = services.manage("generate", "pipeline")
+    run_id = int(out.split("generation run ", 1)[1].split()[0])
+    again = services.manage("generate", "pipeline")  # started twice: nothing left to take
+    assert ": 0 images" in again, again
+
+    services.start_worker("a")
+    services.wait_done(run_id, 3, timeout=60)
+
+    # 1. Worker A's pool process dies with SIGKILL in the middle of a task.
+    item, pid = services.running_item(run_id, "a")
+    os.kill(pid, signal.SIGKILL)
+    services.faults.append(f"SIGKILL pool process {pid} of worker a while it computed item {item}")
+    services.start_worker("b")
+
+    # 2. The broker dies and comes back (its append-only file keeps the queued messages).
+    services.wait_done(run_id, 8, timeout=60)
+    services.kill_redis()
+    time.sleep(1.0)
+    services.start_redis()
+    services.faults.append("SIGKILL redis-server, restarted on the same port 1 s later")
+
+    # 3. The database drops every worker connection, twice, while tasks are running.
+    for _ in range(2):
+        item, _pid = services.running_item(run_id, "", timeout=30)
+        dropped = services.terminate_worker_connections()
+        assert dropped > 0, "no worker connection to drop: the run is not running"
+        services.faults.append(f"pg_terminate_backend on {dropped} worker connections (item {item} running)")
+        time.sleep(1.0)
+
+    # 4. Worker A dies whole (main process and pool) mid-task; its message is unacknowledged.
+    item, pid = services.running_item(run_id, "a", timeout=30)
+    services.kill_worker("a")
+    services.faults.append(f"SIGKILL worker a entirely while it computed item {item}")
+
+    # 5. The run is resumed while running: every unfinished item is queued a second time.
+    resumed = services.manage("generate", "pipeline", "--run", str(run_id), "--resume")
+    services.faults.append(resumed.strip().splitlines()[0])
+    services.start_worker("c")
+
+    services.wait_done(run_id, IMAGES, timeout=max(DEADLINE - (time.monotonic() - started), 30))
+    summary = services.manage("generate", "pipeline", "--run", str(run_id))
+    sys.stdout.write("\n".join(["fault matrix:", *services.faults, summary]) + "\n")
+
+    # Every image processed exactly once.
+    [(status, total, done, failed)] = services.query(
+        "SELECT status, total, done, failed FROM stages_generationrun WHERE id = %s", (run_id,)
+    )
+    assert (status, total, done, failed) == ("done", IMAGES, IMAGES - 2, 2)
+    items = services.query(
+        "SELECT i.original_name, g.status, g.mask_count, g.attempts, g.error, "
+        "(SELECT count(*) FROM masks_mask m WHERE m.image_id = i.id), "
+        "(SELECT count(DISTINCT m.generation_item_id) FROM masks_mask m WHERE m.image_id = i.id) "
+        "FROM stages_generationitem g JOIN images_image i ON i.id = g.image_id WHERE g.run_id = %s",
+        (run_id,),
+    )
+    assert len(items) == IMAGES
+    by_seed = {int(name[1:-4]): row for name, *row in items}
+    for seed, (item_status, mask_count, _attempts, error, masks, producers) in by_seed.items():
+        if seed == BAD["vanished"]:
+            assert (item_status, masks) == ("failed", 0) and "vanished" in error, error
+        elif seed == BAD["corrupt"]:
+            assert (item_status, masks) == ("failed", 0) and "not a usable image" in error, error
+        else:
+            assert item_status == "done", (seed, item_status, error)
+            assert masks == mask_count == expected_mask_count(seed), (seed, masks, mask_count)
+            assert producers == 1
+    retried = [seed for seed, row in by_seed.items() if row[2] > 1]
+    assert retried, "no item was delivered twice: the faults did not hit a running task"
+    (orphans,) = services.query(
+        "SELECT count(*) FROM masks_mask m LEFT JOIN stages_generationitem g ON g.id = m.generation_item_id "
+        "WHERE g.status IS DISTINCT FROM 'done'"
+    )[0]
+    assert orphans == 0
+    sys.stdout.write(f"items delivered more than once: {len(retried)}; lost: 0; duplicated masks: 0\n")
