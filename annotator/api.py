@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -21,3 +22,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, StaleVersion):
         return Response({"detail": str(exc), "current_version": exc.current}, status=status.HTTP_409_CONFLICT)
     return drf_exception_handler(exc, context)
+
+
+class Pagination(PageNumberPagination):
+    """``{count, next, previous, results}``; clients may ask for ``?page_size=`` up to 500."""
+
+    page_size_query_param = "page_size"
+    max_page_size = 500

@@ -31,7 +31,10 @@ def image_upload_path(image: Image, filename: str) -> str:
 
 
 class Image(models.Model):
-    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="images")
+    # No single-column index: (project, status, id) and (project, sha256) serve project lookups.
+    project = models.ForeignKey(
+        "projects.Project", on_delete=models.CASCADE, related_name="images", db_index=False
+    )
     file = models.FileField(upload_to=image_upload_path, max_length=500)
     original_name = models.CharField(max_length=500, blank=True)
     source_url = models.URLField(max_length=2000, blank=True)

@@ -22,8 +22,11 @@ class MaskStatus(models.TextChoices):
 class Mask(models.Model):
     # ``project`` repeats image.project so the database can check that the label is the project's
     # (composite foreign keys in migration 0002) and so per-project queries need no join.
-    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="masks")
-    image = models.ForeignKey("images.Image", on_delete=models.CASCADE, related_name="masks")
+    # Their lookups are served by the composite indexes below (fewer indexes to update on bulk inserts).
+    project = models.ForeignKey(
+        "projects.Project", on_delete=models.CASCADE, related_name="masks", db_index=False
+    )
+    image = models.ForeignKey("images.Image", on_delete=models.CASCADE, related_name="masks", db_index=False)
     segmentation = models.JSONField(help_text='COCO RLE {"size": [h, w], "counts": str}')
     bbox = models.JSONField(help_text="[x, y, w, h]")
     area = models.PositiveIntegerField()
