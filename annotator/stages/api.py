@@ -8,12 +8,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotator.api import Pagination
 from annotator.images.models import Image
 from annotator.projects.access import ALL_ROLES, MANAGERS, check_project_access, get_project
 from annotator.projects.models import Stage
@@ -148,7 +148,7 @@ class ProjectPrefillReport(APIView):
     def get(self, request: Request, pk: int) -> Response:
         project = get_project(request.user, pk, ALL_ROLES)
         image_ids = list(selectors.prefilled_image_ids(project.pk))
-        paginator = PageNumberPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(image_ids, request, view=self)
         rows = selectors.prefill_report(page)
         totals = selectors.report_totals(selectors.prefill_report(image_ids))
