@@ -106,7 +106,9 @@ def test_model_is_loaded_once_and_replaced_when_the_active_version_changes(tiny_
     assert training_services.predictor_for(first_version).model is model  # kept between tasks
 
     newer = ModelVersion.objects.create(
-        family="custom", config={**TINY_CONFIG, "encoder_depth": 1}, name="v2"
+        family="custom",
+        config={**TINY_CONFIG, "encoder_depth": 1, "encoder_global_attn_indexes": [0]},
+        name="v2",
     )
     tiny_project.active_model_version = newer
     tiny_project.save()
