@@ -78,3 +78,60 @@ class ComponentsGenerator:
 
 def components_generator(model_version: Any, params: dict[str, Any]) -> ComponentsGenerator:
     return ComponentsGenerator()
+
+
+class _Slowed:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
+        delay = float(os.environ.get("MASKMILL_TEST_GENERATE_DELAY", "0"))
+        if delay:
+            time.sleep(delay)
+        return self.inner.generate(image)
+
+
+def slow_engine_generator(model_version: Any, params: dict[str, Any]) -> _Slowed:
+    """The real engine generator (annotator's default factory), after the same test delay."""
+    from annotator.stages.generation import engine_mask_generator
+
+    return _Slowed(engine_mask_generator(model_version, params))
+
+
+TINY_SAM_CONFIG = {
+    "image_size": 128,
+    "patch_size": 16,
+    "encoder_embed_dim": 32,
+    "encoder_depth": 2,
+    "encoder_num_heads": 2,
+    "encoder_global_attn_indexes": [1],
+    "encoder_window_size": 4,
+    "prompt_embed_dim": 32,
+    "decoder_mlp_dim": 64,
+    "decoder_num_heads": 2,
+    "iou_head_hidden_dim": 32,
+}
+# Random weights: thresholds lowered so masks survive, a sparse grid so a task stays cheap.
+LOW_THRESHOLDS = {
+    "points_per_side": 4,
+    "points_per_batch": 16,
+    "pred_iou_thresh": 0.0,
+    "stability_score_thresh": 0.0,
+    "min_mask_region_area": 0,
+}
+
+
+def engine_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("engine.automatic", "engine.sam"))
+
+
+def save_tiny_checkpoint(path: Any, seed: int = 0) -> None:
+    """A random ``custom`` SAM checkpoint, so every worker process loads the same weights."""
+    import torch
+
+    from engine.sam import build_sam
+
+    torch.manual_seed(seed)
+    torch.save(build_sam("custom", config=TINY_SAM_CONFIG).state_dict(), path)

@@ -29,7 +29,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.integration.pipeline_support import expected_mask_count, shapes_png
+from tests.integration.pipeline_support import (
+    LOW_THRESHOLDS,
+    TINY_SAM_CONFIG,
+    engine_available,
+    expected_mask_count,
+    save_tiny_checkpoint,
+    shapes_png,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +78,9 @@ class Services:
         self.redis: subprocess.Popen | None = None
         self.workers: dict[str, subprocess.Popen] = {}
         self.faults: list[str] = []
+        # The real MaskGenerator on a tiny random SAM once engine.automatic is in the tree; until
+        # then the cheap deterministic generator (same records, same platform code path).
+        self.real_engine = engine_available()
 
     # --- processes -------------------------------------------------------------------------------
 
@@ -82,7 +92,8 @@ class Services:
             CELERY_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",
             MASKMILL_VAR_DIR=str(self.tmp / "var"),
             MEDIA_ROOT=str(self.tmp / "media"),
-            MASKMILL_MASK_GENERATOR="tests.integration.pipeline_support.components_generator",
+            MASKMILL_MASK_GENERATOR="tests.integration.pipeline_support."
+            + ("slow_engine_generator" if self.real_engine else "components_generator"),
             MASKMILL_TEST_GENERATE_DELAY="0.8",
             MASKMILL_BROKER_VISIBILITY_TIMEOUT="8",
             MASKMILL_GENERATE_MAX_ATTEMPTS="6",
@@ -236,12 +247,19 @@ def prepare_project(services: Services) -> None:
     for seed in range(IMAGES):
         (folder / f"s{seed}.png").write_bytes(shapes_png(seed))
     services.manage("migrate", "--noinput", timeout=180)
+    checkpoint, config, generation = "", {}, {}
+    if services.real_engine:
+        checkpoint = str(services.tmp / "tiny-sam.pt")
+        save_tiny_checkpoint(checkpoint)
+        config, generation = TINY_SAM_CONFIG, {"fully_automatic": LOW_THRESHOLDS}
     services.manage(
         "shell", "-c",
         "from annotator.projects.services import create_project; "
         "from annotator.training.models import ModelVersion; "
         "p = create_project(name='Pipeline', slug='pipeline', creator=None); "
-        "p.active_model_version = ModelVersion.objects.create(family='custom', config={}, name='tiny'); "
+        f"p.active_model_version = ModelVersion.objects.create(family='custom', checkpoint={checkpoint!r}, "
+        f"config={config!r}, name='tiny'); "
+        f"p.settings['generation'] = {generation!r}; "
         "p.save()",
     )  # fmt: skip
     services.manage("ingest", "pipeline", str(folder), "--no-progress")
@@ -318,8 +336,9 @@ def test_every_image_exactly_once_through_worker_broker_and_database_faults(serv
             assert (item_status, masks) == ("failed", 0) and "not a usable image" in error, error
         else:
             assert item_status == "done", (seed, item_status, error)
-            assert masks == mask_count == expected_mask_count(seed), (seed, masks, mask_count)
-            assert producers == 1
+            assert masks == mask_count > 0 and producers == 1, (seed, masks, mask_count, producers)
+            if not services.real_engine:
+                assert masks == expected_mask_count(seed), (seed, masks)
     retried = [seed for seed, row in by_seed.items() if row[2] > 1]
     assert retried, "no item was delivered twice: the faults did not hit a running task"
     (orphans,) = services.query(
@@ -327,4 +346,9 @@ def test_every_image_exactly_once_through_worker_broker_and_database_faults(serv
         "WHERE g.status IS DISTINCT FROM 'done'"
     )[0]
     assert orphans == 0
-    sys.stdout.write(f"items delivered more than once: {len(retried)}; lost: 0; duplicated masks: 0\n")
+    generator = (
+        "engine MaskGenerator, tiny random SAM" if services.real_engine else "cheap components generator"
+    )
+    sys.stdout.write(
+        f"generator: {generator}; items delivered more than once: {len(retried)}; lost: 0; duplicated masks: 0\n"
+    )
