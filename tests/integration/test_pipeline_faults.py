@@ -193,21 +193,26 @@ class Services:
             )
         )
 
-    def running_item(self, run_id: int, worker_prefix: str, timeout: float = 20) -> tuple[int, int]:
-        """(item id, pid) of an item a process of ``worker_prefix`` claimed in the last half second
-        (so it is computing now, not a stale claim of a killed process)."""
+    def running_item(self, run_id: int, worker_prefix: str, timeout: float = 30) -> tuple[int, int]:
+        """(item id, pid) of an item that a live process of ``worker_prefix`` is computing now
+        (a claim left behind by a killed process has a dead pid and is passed over)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rows = self.query(
-                "SELECT id, worker FROM stages_generationitem WHERE run_id = %s AND status = 'running' "
-                "AND worker LIKE %s AND started_at > now() - interval '0.5 seconds' "
-                "ORDER BY started_at DESC LIMIT 1",
-                (run_id, f"{worker_prefix}%@%"),
-            )
-            if rows:
-                return rows[0][0], int(rows[0][1].rsplit(":", 1)[1])
-            time.sleep(0.05)
-        raise AssertionError(f"no item running on worker {worker_prefix} within {timeout}s")
+        with self.psycopg.connect(self.db_url, autocommit=True, connect_timeout=5) as conn:
+            while time.monotonic() < deadline:
+                rows = conn.execute(
+                    "SELECT id, worker FROM stages_generationitem WHERE run_id = %s AND status = 'running' "
+                    "AND worker LIKE %s ORDER BY started_at DESC",
+                    (run_id, f"{worker_prefix}%@%"),
+                ).fetchall()
+                for item_id, worker in rows:
+                    pid = int(worker.rsplit(":", 1)[1])
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, 0)
+                        return item_id, pid
+                time.sleep(0.05)
+        raise AssertionError(
+            f"no item running on worker {worker_prefix!r} within {timeout}s: {self.item_counts(run_id)}"
+        )
 
     def wait_done(self, run_id: int, at_least: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -308,14 +313,14 @@ def test_every_image_exactly_once_through_worker_broker_and_database_faults(serv
 
     # 3. The database drops every worker connection, twice, while tasks are running.
     for _ in range(2):
-        item, _pid = services.running_item(run_id, "", timeout=30)
+        item, _pid = services.running_item(run_id, "")
         dropped = services.terminate_worker_connections()
         assert dropped > 0, "no worker connection to drop: the run is not running"
         services.faults.append(f"pg_terminate_backend on {dropped} worker connections (item {item} running)")
         time.sleep(1.0)
 
     # 4. Worker A dies whole (main process and pool) mid-task; its message is unacknowledged.
-    item, pid = services.running_item(run_id, "a", timeout=30)
+    item, pid = services.running_item(run_id, "a")
     services.kill_worker("a")
     services.faults.append(f"SIGKILL worker a entirely while it computed item {item}")
 
