@@ -41,7 +41,7 @@ from tests.integration.pipeline_support import (
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = 16
+IMAGES = 24
 BAD = {"vanished": 3, "corrupt": 7}  # seeds of the two images broken before the run
 DEADLINE = 150  # seconds for the whole run; the test stays well under 3 minutes
 
@@ -94,9 +94,8 @@ class Services:
             MEDIA_ROOT=str(self.tmp / "media"),
             MASKMILL_MASK_GENERATOR="tests.integration.pipeline_support."
             + ("slow_engine_generator" if self.real_engine else "components_generator"),
-            # The cheap generator needs a stand-in for model time to be killed mid-task; the tiny
-            # model takes about a second per image here anyway.
-            MASKMILL_TEST_GENERATE_DELAY="0.2" if self.real_engine else "0.8",
+            # Long enough per image that the faults land on running tasks.
+            MASKMILL_TEST_GENERATE_DELAY="0.8",
             OMP_NUM_THREADS="1",
             MASKMILL_BROKER_VISIBILITY_TIMEOUT="8",
             MASKMILL_GENERATE_MAX_ATTEMPTS="6",
@@ -281,7 +280,6 @@ def prepare_project(services: Services) -> None:
 def test_every_image_exactly_once_through_worker_broker_and_database_faults(services: Services):
     started = time.monotonic()
     services.manage("migrate", "--noinput", timeout=180)
-    services.start_worker("a")  # boots while the project is prepared; idle until the run is queued
     prepare_project(services)
     out = services.manage("generate", "pipeline")
     run_id = int(out.split("generation run ", 1)[1].split()[0])
@@ -296,6 +294,7 @@ def test_every_image_exactly_once_through_worker_broker_and_database_faults(serv
     )
     assert {name for (name,) in retaken} <= {f"s{seed}.png" for seed in BAD.values()}, retaken
     services.faults.append(f"run started twice: the second took {len(retaken)} images (failed ones)")
+    services.start_worker("a")
     services.wait_done(run_id, 3, timeout=60)
 
     # 1. Worker A's pool process dies with SIGKILL in the middle of a task.
