@@ -14,25 +14,20 @@ nothing else failed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from tests.integration.pipeline_support import (
     LOW_THRESHOLDS,
     TINY_SAM_CONFIG,
-    engine_available,
+    PipelineServices,
     expected_mask_count,
     save_tiny_checkpoint,
     shapes_png,
@@ -52,179 +47,8 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Services:
-    """The database, the private broker and the worker processes of one test run."""
-
-    def __init__(self, tmp: Path, admin_url: str) -> None:
-        import psycopg
-
-        self.psycopg = psycopg
-        self.tmp = tmp
-        self.admin_url = admin_url
-        self.db_name = f"maskmill_pipeline_{uuid.uuid4().hex[:10]}"
-        self.db_url = _with_database(admin_url, self.db_name)
-        self.redis_port = _free_port()
-        self.redis: subprocess.Popen | None = None
-        self.workers: dict[str, subprocess.Popen] = {}
-        self.faults: list[str] = []
-        # The real MaskGenerator on a tiny random SAM once engine.automatic is in the tree; until
-        # then the cheap deterministic generator (same records, same platform code path).
-        self.real_engine = engine_available()
-
-    # --- processes -------------------------------------------------------------------------------
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO"))}
-        env.update(
-            DJANGO_SETTINGS_MODULE="tests.integration.pipeline_settings",
-            DATABASE_URL=self.db_url,
-            CELERY_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/0",
-            MASKMILL_VAR_DIR=str(self.tmp / "var"),
-            MEDIA_ROOT=str(self.tmp / "media"),
-            MASKMILL_MASK_GENERATOR="tests.integration.pipeline_support."
-            + ("slow_engine_generator" if self.real_engine else "components_generator"),
-            # Long enough per image that the faults land on running tasks.
-            MASKMILL_TEST_GENERATE_DELAY="0.8",
-            OMP_NUM_THREADS="1",
-            MASKMILL_BROKER_VISIBILITY_TIMEOUT="8",
-            MASKMILL_GENERATE_MAX_ATTEMPTS="6",
-            PYTHONPATH=str(ROOT),
-            LOG_LEVEL="WARNING",
-        )
-        return env
-
-    def manage(self, *args: str, timeout: float = 120) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(), capture_output=True, text=True,
-            timeout=timeout,
-        )  # fmt: skip
-        assert done.returncode == 0, f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-        return done.stdout
-
-    def start_redis(self) -> None:
-        (self.tmp / "redis").mkdir(exist_ok=True)
-        self.redis = subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.tmp / "redis"),
-             "--logfile", str(self.tmp / "redis.log")],
-        )  # fmt: skip
-        for _ in range(100):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.redis_port), 0.2):
-                return
-            time.sleep(0.05)
-        raise AssertionError("the test's redis-server did not start")
-
-    def kill_redis(self) -> None:
-        assert self.redis is not None
-        self.redis.send_signal(signal.SIGKILL)
-        self.redis.wait(10)
-
-    def start_worker(self, name: str) -> subprocess.Popen:
-        log = open(self.tmp / f"worker-{name}.log", "w")  # noqa: SIM115 (closed with the process)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "annotator.celery:app", "worker", "-Q", "generate",
-             "--concurrency", "1", "--pool", "prefork", "--hostname", f"{name}@pipeline-test",
-             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        self.workers[name] = process
-        return process
-
-    def kill_worker(self, name: str) -> None:
-        """SIGKILL the worker's whole process group: main process and pool, no goodbye."""
-        process = self.workers.pop(name)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-
-    def stop(self) -> None:
-        for name in list(self.workers):
-            self.kill_worker(name)
-        if self.redis is not None and self.redis.poll() is None:
-            self.kill_redis()
-
-    # --- database --------------------------------------------------------------------------------
-
-    def admin(self):
-        return self.psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5)
-
-    def create_database(self) -> None:
-        with self.admin() as conn:
-            conn.execute(f'CREATE DATABASE "{self.db_name}"')
-
-    def drop_database(self) -> None:
-        with self.admin() as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (self.db_name,)
-            )
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}"')
-
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self.psycopg.connect(self.db_url, autocommit=True, connect_timeout=5) as conn:
-            return conn.execute(sql, params).fetchall()
-
-    def terminate_worker_connections(self) -> int:
-        with self.admin() as conn:
-            rows = conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> "
-                "pg_backend_pid()",
-                (self.db_name,),
-            ).fetchall()
-        return len(rows)
-
-    # --- the run ---------------------------------------------------------------------------------
-
-    def item_counts(self, run_id: int) -> dict[str, int]:
-        return dict(
-            self.query(
-                "SELECT status, count(*) FROM stages_generationitem WHERE run_id = %s GROUP BY 1", (run_id,)
-            )
-        )
-
-    def running_item(self, run_id: int, worker_prefix: str, timeout: float = 30) -> tuple[int, int]:
-        """(item id, pid) of an item that a live process of ``worker_prefix`` is computing now
-        (a claim left behind by a killed process has a dead pid and is passed over)."""
-        deadline = time.monotonic() + timeout
-        with self.psycopg.connect(self.db_url, autocommit=True, connect_timeout=5) as conn:
-            while time.monotonic() < deadline:
-                rows = conn.execute(
-                    "SELECT id, worker FROM stages_generationitem WHERE run_id = %s AND status = 'running' "
-                    "AND worker LIKE %s ORDER BY started_at DESC",
-                    (run_id, f"{worker_prefix}%@%"),
-                ).fetchall()
-                for item_id, worker in rows:
-                    pid = int(worker.rsplit(":", 1)[1])
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, 0)
-                        return item_id, pid
-                time.sleep(0.05)
-        raise AssertionError(
-            f"no item running on worker {worker_prefix!r} within {timeout}s: {self.item_counts(run_id)}"
-        )
-
-    def wait_done(self, run_id: int, at_least: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            counts = self.item_counts(run_id)
-            if counts.get("done", 0) + counts.get("failed", 0) >= at_least:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"run {run_id}: fewer than {at_least} items finished in {timeout}s: {counts}")
-
-
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
+def services(tmp_path: Path) -> Iterator[PipelineServices]:
     admin_url = os.environ.get("MASKMILL_TEST_DATABASE_URL")
     if not admin_url:
         _unavailable("MASKMILL_TEST_DATABASE_URL is not set (a PostgreSQL server to create a database on)")
@@ -236,7 +60,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
         psycopg.connect(admin_url, connect_timeout=3).close()
     except Exception as exc:
         _unavailable(f"PostgreSQL at MASKMILL_TEST_DATABASE_URL does not answer: {exc}")
-    running = Services(tmp_path, admin_url)
+    running = PipelineServices(tmp_path, admin_url)
     running.create_database()
     try:
         running.start_redis()
@@ -248,7 +72,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
             sys.stdout.write(f"--- {log.name} (tail)\n{''.join(log.read_text().splitlines(True)[-15:])}")
 
 
-def prepare_project(services: Services) -> None:
+def prepare_project(services: PipelineServices) -> None:
     folder = services.tmp / "incoming"
     folder.mkdir()
     for seed in range(IMAGES):
@@ -277,7 +101,7 @@ def prepare_project(services: Services) -> None:
     (media / files[f"s{BAD['corrupt']}.png"]).write_bytes(b"\x89PNG\r\n\x1a\n not really")
 
 
-def test_every_image_exactly_once_through_worker_broker_and_database_faults(services: Services):
+def test_every_image_exactly_once_through_worker_broker_and_database_faults(services: PipelineServices):
     started = time.monotonic()
     services.manage("migrate", "--noinput", timeout=180)
     prepare_project(services)
