@@ -69,8 +69,9 @@ def main() -> None:
             "points_per_side": args.points, "points_per_batch": 64, "pred_iou_thresh": 0.0,
             "stability_score_thresh": 0.0, "min_mask_region_area": 0,
         }  # fmt: skip
-        print(f"model {args.model} ({family}), {args.images} images 256x192, grid {args.points}x{args.points}, "
-              f"{cores} cores, random weights, thresholds 0")  # fmt: skip
+        grid = f"{args.points}x{args.points}"
+        print(f"model {args.model} ({family}), {args.images} images 256x192, grid {grid}, {cores} cores, "
+              "random weights, thresholds 0")  # fmt: skip
         phases(checkpoint, config, family, params)
         for workers in [int(n) for n in args.workers.split(",")]:
             throughput(services, workers, cores, args.images, checkpoint, config, family, params)
@@ -203,7 +204,8 @@ def write_speed(count: int) -> None:
     rle = encode_rle(shapes_image(0, image.width, image.height)[:, :, 0] > 100)
     values = {
         "segmentation": rle, "bbox": [1.0, 2.0, 30.0, 40.0], "area": 1200, "predicted_iou": 0.9,
-        "stability_score": 0.95, "point_coords": [[10.0, 12.0]], "crop_box": [0, 0, image.width, image.height],
+        "stability_score": 0.95, "point_coords": [[10.0, 12.0]],
+        "crop_box": [0, 0, image.width, image.height],
     }  # fmt: skip
     print(f"\nmasks into PostgreSQL ({count} rows of one {image.width}x{image.height} RLE, one transaction):")
     for label, write in (("bulk_create x1000", lambda m: Mask.objects.bulk_create(m, batch_size=1000)),
