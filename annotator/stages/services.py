@@ -460,3 +460,64 @@ def process_item(item_id: int, worker: str = "") -> str:
 
 def segmentation_sha1(rle: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(rle, sort_keys=True).encode()).hexdigest()
+
+
+# --- images arriving while a project is semi-automatic -------------------------------------------
+
+INBOX_FILTER = {"new_images": True}
+
+
+def prefill_new_images(project_id: int, image_ids: list[int]) -> GenerationRun | None:
+    """Pre-fill images ingested while the project is semi-automatic.
+
+    They join the project's open "new images" pre-fill run (one per model version) instead of each
+    starting a run of its own; images that already have a pre-fill item are skipped.
+    """
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None or project.stage != Stage.SEMI_AUTOMATIC:
+        return None
+    model_version = model_version_for(project)
+    if model_version is None:
+        log.info("pre-fill: project %s has no model; new images are not pre-filled", project_id)
+        return None
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        taken = GenerationItem.objects.filter(
+            run__project=project, run__mode=GenerationMode.SEMI, run__model_version=model_version
+        ).values("image_id")
+        fresh = list(
+            Image.objects.filter(project=project, pk__in=image_ids)
+            .exclude(pk__in=taken)
+            .values_list("pk", flat=True)
+        )
+        if not fresh:
+            return None
+        run = (
+            GenerationRun.objects.select_for_update()
+            .filter(
+                project=project, mode=GenerationMode.SEMI, model_version=model_version, status__in=UNFINISHED
+            )
+            .filter(filter=INBOX_FILTER)
+            .first()
+        )
+        if run is None:
+            run = GenerationRun.objects.create(
+                project=project,
+                mode=GenerationMode.SEMI,
+                model_version=model_version,
+                parameters=run_parameters(project, GenerationMode.SEMI),
+                filter=INBOX_FILTER,
+            )
+        items = GenerationItem.objects.bulk_create([GenerationItem(run=run, image_id=pk) for pk in fresh])
+        GenerationRun.objects.filter(pk=run.pk).update(total=F("total") + len(items))
+        new_ids = [item.pk for item in items]
+
+        def send() -> None:
+            from annotator.stages.tasks import generate_item
+
+            for item_id in new_ids:
+                generate_item.apply_async((item_id,), queue="generate")
+
+        transaction.on_commit(send, robust=True)
+    run.refresh_from_db()
+    return run

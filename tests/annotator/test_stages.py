@@ -310,3 +310,22 @@ def test_an_image_deleted_before_its_turn_is_failed_cleanly(project, images):
     item = GenerationItem.objects.get(run=run, image=images[0])
     Image.objects.filter(pk=images[0].pk).delete()  # cascades to the item: nothing left to do
     assert services.process_item(item.pk, "w") == "skipped"
+
+
+def test_images_ingested_during_the_semi_stage_join_one_prefill_run(
+    project, images, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.set_stage(project, "semi_automatic")
+    assert first.total == 5
+    uploads = [SimpleUploadedFile(f"late{seed}.png", shapes_png(seed)) for seed in (10, 11)]
+    with django_capture_on_commit_callbacks(execute=True):
+        late = ingest_files(project, uploads, None).created
+    inbox = GenerationRun.objects.get(project=project, filter=services.INBOX_FILTER)
+    assert inbox.mode == "semi" and inbox.total == 2
+    assert set(inbox.items.values_list("image_id", flat=True)) == {img.pk for img in late}
+    for seed, image in zip((10, 11), late):
+        assert Mask.objects.filter(
+            image=image, source="semi", status="proposed"
+        ).count() == expected_mask_count(seed)
+    assert services.prefill_new_images(project.pk, [late[0].pk]) is None  # already pre-filled
