@@ -32,6 +32,7 @@ api = [
 urlpatterns = [
     path("", project_views.projects_page, name="projects-page"),
     path("projects/<int:pk>/", project_views.project_page, name="project-page"),
+    path("", include("annotator.stages.pages")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

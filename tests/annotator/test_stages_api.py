@@ -110,3 +110,20 @@ def test_prefill_report_endpoints(project, images, users, django_capture_on_comm
     assert one["prefilled"] == expected_mask_count(1) and one["kept"] == 0
     assert client_for(users["outsider"]).get(f"/api/images/{images[1].pk}/prefill-report").status_code == 404
     assert client_for(users["outsider"]).get(f"/api/projects/{project.pk}/prefill-report/").status_code == 404
+
+
+def test_stages_page_moves_the_project_and_shows_runs(
+    project, images, users, client, django_capture_on_commit_callbacks
+):
+    client.force_login(users["manager"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/projects/{project.pk}/stages/", {"stage": "fully_automatic"})
+    assert response.status_code == 302
+    page = client.get(f"/projects/{project.pk}/stages/").content.decode()
+    assert "Fully automatic" in page and "Run 1 started on 3 images." in page
+    assert 'data-testid="runs"' in page and "<td>done</td>" in page
+    client.force_login(users["annotator"])
+    assert client.post(f"/projects/{project.pk}/stages/", {"stage": "assisted_manual"}).status_code == 403
+    assert "stage-form" not in client.get(f"/projects/{project.pk}/stages/").content.decode()
+    client.force_login(users["outsider"])
+    assert client.get(f"/projects/{project.pk}/stages/").status_code == 404
