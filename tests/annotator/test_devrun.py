@@ -89,5 +89,6 @@ def test_one_ctrl_c_stops_web_worker_and_beat(tmp_path):
             os.killpg(supervisor.pid, signal.SIGKILL)
             supervisor.wait()
         log.close()
+    assert (tmp_path / "broker" / "control" / "embed.exchange").is_file()  # broker state stays under var/
     text = (tmp_path / "devrun.log").read_text()
     assert "all stopped" in text

@@ -21,21 +21,33 @@ REQUIRED = os.environ.get("MASKMILL_REQUIRE_SERVICES") == "1"
 INNER_PATHS = ["tests/integration/postgres", "tests/annotator/test_models.py"]
 
 
-def unavailable() -> str | None:
+def unavailable(database_url: str = DATABASE_URL, redis_url: str = REDIS_URL) -> str | None:
     """Why the services cannot be used, or None when both answer."""
     try:
         import psycopg
 
-        psycopg.connect(DATABASE_URL, connect_timeout=3).close()
+        psycopg.connect(database_url, connect_timeout=3).close()
     except Exception as exc:
-        return f"PostgreSQL at {_safe(DATABASE_URL)} does not answer ({exc.__class__.__name__}: {exc})"
+        return f"PostgreSQL at {_safe(database_url)} does not answer ({exc.__class__.__name__}: {exc})"
     try:
         import redis
 
-        redis.Redis.from_url(REDIS_URL, socket_timeout=3, socket_connect_timeout=3).ping()
+        redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3).ping()
     except Exception as exc:
-        return f"Redis at {_safe(REDIS_URL)} does not answer ({exc.__class__.__name__}: {exc})"
+        return f"Redis at {_safe(redis_url)} does not answer ({exc.__class__.__name__}: {exc})"
     return None
+
+
+def gate(reason: str | None, required: bool = REQUIRED) -> None:
+    """Skip (or, when the services are required, fail) with the reason they cannot be used."""
+    if reason is None:
+        return
+    message = (
+        f"integration layer not run: {reason}. Set MASKMILL_TEST_DATABASE_URL / MASKMILL_TEST_REDIS_URL."
+    )
+    if required:
+        pytest.fail(f"{message} (MASKMILL_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
 
 
 def _safe(url: str) -> str:
