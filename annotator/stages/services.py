@@ -108,17 +108,25 @@ def set_stage(
 ) -> GenerationRun | None:
     """Move the project (no filter) or a filtered set of its images into ``stage``.
 
-    Without a filter the project's stage changes. Entering semi-automatic pre-fills the images
-    (default: those waiting for an annotator); entering fully automatic starts a GenerationRun
-    (default: every image). With a filter the project's stage stays and only those images get the
-    stage's generation. Returns the run started, if any.
+    Without a filter the project's stage changes and every image follows it (per-image overrides
+    are cleared). With a filter only those images move (``Image.stage``) and only they get the
+    stage's generation. Entering semi-automatic pre-fills the images (default: those waiting for an
+    annotator); entering fully automatic starts a GenerationRun (default: every image). Returns the
+    run started, if any.
     """
     if stage not in Stage.values:
         raise ValidationError({"stage": f"unknown stage {stage!r}; one of {', '.join(Stage.values)}"})
     image_filter = parse_filter(image_filter)
-    if not image_filter and project.stage != stage:
-        project.stage = stage
-        project.save(update_fields=["stage", "updated_at"])
+    with transaction.atomic():
+        if image_filter:
+            # The images carry the stage themselves (Image.stage overrides the project's).
+            Image.objects.filter(pk__in=images_matching(project, image_filter).values("pk")).update(
+                stage=stage
+            )
+        else:
+            project.stage = stage
+            project.save(update_fields=["stage", "updated_at"])
+            Image.objects.filter(project=project).exclude(stage="").update(stage="")
     mode = MODE_OF_STAGE.get(stage)
     if mode is None or not generate:
         return None

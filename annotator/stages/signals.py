@@ -14,7 +14,12 @@ from annotator.projects.models import Stage
 def prefill_on_ingest(sender, instance: Image, created: bool, raw: bool = False, **kwargs) -> None:
     if not created or raw:
         return
-    if not Image.objects.filter(pk=instance.pk, project__stage=Stage.SEMI_AUTOMATIC).exists():
+    if instance.stage and instance.stage != Stage.SEMI_AUTOMATIC:
+        return
+    if (
+        not instance.stage
+        and not Image.objects.filter(pk=instance.pk, project__stage=Stage.SEMI_AUTOMATIC).exists()
+    ):
         return
     from annotator.stages.services import prefill_new_images
 

@@ -280,7 +280,11 @@ def test_stage_with_a_filter_prefills_only_those_images_and_keeps_the_project_st
         )
     project.refresh_from_db()
     assert project.stage == "assisted_manual"
+    stages = dict(Image.objects.filter(project=project).values_list("pk", "stage"))
+    assert stages == {img.pk: "semi_automatic" if seed in (0, 4) else "" for seed, img in images.items()}
     assert set(run.items.values_list("image_id", flat=True)) == {images[0].pk, images[4].pk}
+    services.set_stage(project, "fully_automatic", generate=False)  # the whole project: overrides go
+    assert set(Image.objects.filter(project=project).values_list("stage", flat=True)) == {""}
     assert set(masks_per_image(project)) == {images[0].pk, images[4].pk}
 
 
