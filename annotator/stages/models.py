@@ -96,3 +96,13 @@ class GenerationItem(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["run", "status"], name="genitem_run_status")]
+
+
+class PrefillOrigin(models.Model):
+    """What a semi-automatic pre-fill mask looked like when the model proposed it, so the per-image
+    report can tell a mask accepted as proposed ("kept") from one an annotator edited ("fixed")."""
+
+    mask = models.OneToOneField(
+        "masks.Mask", primary_key=True, on_delete=models.CASCADE, related_name="prefill_origin"
+    )
+    segmentation_sha1 = models.CharField(max_length=40)

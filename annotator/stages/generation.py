@@ -1,0 +1,227 @@
+"""The per-image work of the automatic stages: read the image, run the automatic mask generator of
+the project's model, and turn its records into mask field values.
+
+The model itself is loaded through ``annotator.training.services.predictor_for`` (one model per
+worker process, keyed by ModelVersion, replaced when the active version changes); this module only
+wraps it in an ``engine.automatic.MaskGenerator`` per parameter set. ``MASKMILL_MASK_GENERATOR``
+(a dotted path, optional setting) names another factory with the same signature; the integration
+tests use it to run a cheap deterministic generator in real worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from annotator.images.models import Embedding, Image
+from annotator.training.models import ModelVersion
+from engine.images import ImageReadError, read_image
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FACTORY = "annotator.stages.generation.engine_mask_generator"
+
+# MaskGenerator keyword arguments a project may set (everything else in the stored JSON is refused).
+GENERATOR_PARAMETERS = (
+    "points_per_side",
+    "points_per_batch",
+    "pred_iou_thresh",
+    "stability_score_thresh",
+    "stability_score_offset",
+    "box_nms_thresh",
+    "crop_n_layers",
+    "crop_nms_thresh",
+    "crop_overlap_ratio",
+    "crop_n_points_downscale_factor",
+    "min_mask_region_area",
+)
+
+
+class BadImage(ValueError):
+    """The item's image cannot be processed (missing file, unreadable bytes): fail the item, not the run."""
+
+
+class Generator(Protocol):
+    def generate(self, image: Any) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class GenerationResult:
+    records: list[dict[str, Any]]
+    seconds: dict[str, float] = field(default_factory=dict)  # read / encoder+decoder / total
+    reused_embedding: bool = False
+
+
+def check_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """The generator keyword arguments from a project's stored parameters, or ValueError saying why."""
+    unknown = sorted(set(params) - set(GENERATOR_PARAMETERS))
+    if unknown:
+        raise ValueError(
+            f"unknown generator parameter(s) {', '.join(unknown)}; allowed: {', '.join(GENERATOR_PARAMETERS)}"
+        )
+    for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh"):
+        if name in params and not (isinstance(params[name], (int, float)) and 0 <= params[name] <= 1):
+            raise ValueError(f"{name} must be a number between 0 and 1, got {params[name]!r}")
+    for name in ("points_per_side", "points_per_batch"):
+        if name in params and not (isinstance(params[name], int) and params[name] >= 1):
+            raise ValueError(f"{name} must be a positive integer, got {params[name]!r}")
+    return dict(params)
+
+
+def engine_mask_generator(model_version: ModelVersion, params: dict[str, Any]) -> Generator:
+    """``engine.automatic.MaskGenerator`` on the process's loaded model, COCO RLE output, able to
+    start from a stored embedding (see ``_embedding_aware``)."""
+    from annotator.training.services import predictor_for
+
+    model = predictor_for(model_version).model
+    return _embedding_aware()(model, output_mode="coco_rle", **params)
+
+
+_embedding_aware_class: type | None = None
+
+
+def _embedding_aware() -> type:
+    """MaskGenerator plus ``generate_with_embedding(image, embedding, input_size)``.
+
+    engine.automatic has no public way to take a precomputed image embedding, so this subclass
+    answers its per-crop encoder call (``_embed``) for the full-image crop with the stored tensor.
+    Only used when the run has no extra crop layers (the other crops need the encoder anyway).
+    """
+    global _embedding_aware_class
+    if _embedding_aware_class is None:
+        from engine.automatic import MaskGenerator
+
+        class EmbeddingAwareMaskGenerator(MaskGenerator):
+            _precomputed: tuple[Any, tuple[int, int], tuple[int, int]] | None = None
+
+            def generate_with_embedding(
+                self, image: Any, embedding: Any, input_size: tuple[int, int]
+            ) -> list[dict[str, Any]]:
+                self._precomputed = (embedding.to(self.device), tuple(input_size), image.shape[:2])
+                try:
+                    return self.generate(image)
+                finally:
+                    self._precomputed = None
+
+            def _embed(self, crop: Any) -> tuple[Any, tuple[int, int]]:
+                if self._precomputed is not None and crop.shape[:2] == self._precomputed[2]:
+                    return self._precomputed[0], self._precomputed[1]
+                return super()._embed(crop)
+
+        _embedding_aware_class = EmbeddingAwareMaskGenerator
+    return _embedding_aware_class
+
+
+_generators_lock = threading.Lock()
+_generators: dict[tuple[str, int, str], Generator] = {}
+
+
+def generator_for(model_version: ModelVersion, params: dict[str, Any]) -> Generator:
+    """The generator for (model version, parameters), built once per process.
+
+    Built generators share the one loaded model; when the version changes the old ones are
+    dropped so their model can be freed.
+    """
+    factory_path = getattr(settings, "MASKMILL_MASK_GENERATOR", "") or DEFAULT_FACTORY
+    key = (factory_path, model_version.pk, json.dumps(params, sort_keys=True))
+    with _generators_lock:
+        found = _generators.get(key)
+        if found is None:
+            for stale in [k for k in _generators if k[1] != model_version.pk or k[0] != factory_path]:
+                del _generators[stale]
+            found = _generators[key] = import_string(factory_path)(model_version, params)
+        return found
+
+
+def forget_generators() -> None:
+    with _generators_lock:
+        _generators.clear()
+
+
+def read_item_image(image: Image) -> Any:
+    """The image's pixels (RGB uint8, EXIF applied) or BadImage with what is wrong."""
+    if not image.file:
+        raise BadImage(f"image {image.pk} has no stored file")
+    try:
+        with image.file.open("rb") as fileobj:
+            data = fileobj.read()
+    except FileNotFoundError as exc:
+        raise BadImage(f"image {image.pk}: file {image.file.name} has vanished from storage") from exc
+    except OSError as exc:
+        raise BadImage(f"image {image.pk}: file {image.file.name} cannot be read ({exc})") from exc
+    try:
+        pixels = read_image(data, max_pixels=settings.MASKMILL_MAX_IMAGE_PIXELS)
+    except ImageReadError as exc:
+        raise BadImage(f"image {image.pk}: file {image.file.name} is not a usable image ({exc})") from exc
+    if pixels.shape[:2] != (image.height, image.width):
+        raise BadImage(
+            f"image {image.pk}: file {image.file.name} is {pixels.shape[1]}x{pixels.shape[0]}, the database "
+            f"says {image.width}x{image.height}; the file was replaced"
+        )
+    return pixels
+
+
+def cached_embedding(image: Image, model_version: ModelVersion) -> tuple[Any, tuple[int, int]] | None:
+    """The stored image-encoder output of this image under this model, if the embed task made one."""
+    stored = Embedding.objects.filter(image=image, model_version=model_version).first()
+    if stored is None or not stored.input_size:
+        return None
+    from engine.embeddings import load_embedding
+
+    try:
+        with stored.file.open("rb") as fileobj:
+            tensor = load_embedding(fileobj)
+    except (OSError, ValueError) as exc:
+        log.warning("embedding %s of image %s unreadable (%s); computing it again", stored.pk, image.pk, exc)
+        return None
+    return tensor, (int(stored.input_size[0]), int(stored.input_size[1]))
+
+
+def run_generator(image: Image, model_version: ModelVersion, params: dict[str, Any]) -> GenerationResult:
+    """Records for one image (BadImage when the image cannot be read)."""
+    started = time.perf_counter()
+    pixels = read_item_image(image)
+    read_done = time.perf_counter()
+    generator = generator_for(model_version, params)
+    reused = False
+    if hasattr(generator, "generate_with_embedding") and not params.get("crop_n_layers"):
+        cached = cached_embedding(image, model_version)
+        if cached is not None:
+            records = generator.generate_with_embedding(pixels, cached[0], cached[1])
+            reused = True
+    if not reused:
+        records = generator.generate(pixels)
+    finished = time.perf_counter()
+    return GenerationResult(
+        records=list(records),
+        seconds={"read": read_done - started, "generate": finished - read_done, "total": finished - started},
+        reused_embedding=reused,
+    )
+
+
+def record_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """Mask field values from one generator record (COCO RLE, XYWH boxes, plain JSON numbers)."""
+    rle = record["segmentation"]
+    counts = rle["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    if not isinstance(counts, str):
+        raise ValueError(
+            "the generator must output COCO RLE (output_mode='coco_rle'), got uncompressed counts"
+        )
+    return {
+        "segmentation": {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts},
+        "bbox": [float(v) for v in record["bbox"]],
+        "area": int(record["area"]),
+        "predicted_iou": float(record["predicted_iou"]),
+        "stability_score": float(record["stability_score"]),
+        "point_coords": [[float(x), float(y)] for x, y in record["point_coords"]],
+        "crop_box": [float(v) for v in record["crop_box"]],
+    }
