@@ -8,7 +8,6 @@ instead of being copied per prompt, which matters for the automatic generator's 
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
