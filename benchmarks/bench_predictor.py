@@ -76,7 +76,8 @@ def main() -> None:
             variants[f"ours {precision}"] = with_precision(copy.deepcopy(ours_fp32), precision)
     print(
         f"model {args.model}, image {w}x{h}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-        f"set_image repeats {args.repeats}, predict repeats {args.predict_repeats}"
+        f"set_image repeats {args.repeats}, predict repeats {args.predict_repeats}, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
     )
 
     official = reference("segment_anything").SamPredictor(official_model)
