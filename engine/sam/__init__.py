@@ -209,6 +209,7 @@ def with_precision(model: Sam, precision: str) -> Sam:
     elif precision == "int8":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
             from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
             # Per-output-channel weight scales: measurably closer to fp32 than one scale per tensor.

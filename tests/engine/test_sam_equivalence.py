@@ -122,4 +122,6 @@ def test_vit_b_matches_official():
     # From our own embedding too, for the first prompts: the whole pipeline agrees.
     ours.set_embedding(our_embedding, (h, w))
     for name, kwargs in prompt_cases(h, w)[:2]:
-        assert_same_outputs(f"vit_b own embedding, {name}", ours.predict(**kwargs), official.predict(**kwargs))
+        assert_same_outputs(
+            f"vit_b own embedding, {name}", ours.predict(**kwargs), official.predict(**kwargs)
+        )
