@@ -142,7 +142,7 @@ class Predictor:
         masks, scores, low_res = self.predict_torch(
             coords_t, labels_t, box_t, mask_t, bool(multimask_output), return_logits=return_logits
         )
-        return masks[0].numpy(), scores[0].numpy(), low_res[0].numpy()
+        return masks[0].cpu().numpy(), scores[0].cpu().numpy(), low_res[0].cpu().numpy()
 
     @torch.no_grad()
     def predict_torch(
@@ -236,7 +236,9 @@ class Predictor:
             )
         if not np.isin(labels, VALID_LABELS).all():
             bad = sorted(set(np.unique(labels).tolist()) - set(VALID_LABELS))
-            raise ValueError(f"point_labels must be 1 (foreground) or 0 (background), got {bad}")
+            raise ValueError(
+                f"point_labels must be 1 (foreground), 0 (background) or -1 (padding), got {bad}"
+            )
         h, w = self.original_size
         outside = (coords[:, 0] < 0) | (coords[:, 0] > w) | (coords[:, 1] < 0) | (coords[:, 1] > h)
         if outside.any():
