@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=768)
     parser.add_argument("--width", type=int, default=1024)
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows even when piped to a file
     if args.threads:
         torch.set_num_threads(args.threads)
     config = VIT_B_CONFIG if args.model == "vit_b" else SMALL_CONFIG
