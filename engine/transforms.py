@@ -31,7 +31,7 @@ class ResizeLongestSide:
         """HWC uint8 image → resized HWC uint8 image."""
         h, w = preprocess_shape(image.shape[0], image.shape[1], self.target_length)
         pil = Image.fromarray(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)
-        return np.asarray(pil.resize((w, h), Image.BILINEAR))
+        return np.array(pil.resize((w, h), Image.BILINEAR))
 
     def apply_coords(self, coords: np.ndarray, original_size: tuple[int, ...]) -> np.ndarray:
         """Points (..., 2) in XY original pixels → XY in the resized frame (float)."""
