@@ -227,7 +227,8 @@ class Attention(nn.Module):
         windows, n, dim = x.shape
         qkv = self.qkv(self.norm(x)).view(windows, n, self.num_heads, 3 * self.head_dim)
         q, k, v = qkv.transpose(1, 2).split(self.head_dim, dim=-1)
-        bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)
+        # A 4-D mask keeps SDPA on its fused CPU kernel (a 3-D one falls back to the math path).
+        bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)[None]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(windows, n, dim))
 

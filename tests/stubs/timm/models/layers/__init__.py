@@ -1,6 +1,7 @@
 """DropPath (stochastic depth), to_2tuple and trunc_normal_ with timm's behaviour."""
+
 import collections.abc
-import torch
+
 from torch import nn
 
 
