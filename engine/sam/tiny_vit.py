@@ -12,7 +12,10 @@ included). The computation is written for inference speed on CPU:
   run on channels-last views of it, so no transposing copies are needed between attention,
   local convolution and MLP;
 - attention goes through ``scaled_dot_product_attention`` with the relative-offset bias as its
-  additive mask.
+  additive mask;
+- in fp32 CPU inference (no autograd), each convolution or linear layer followed by GELU runs as
+  one oneDNN call with GELU as a post-op (the op torch.compile's CPU backend emits), which saves a
+  full pass over the largest activations; anywhere else the plain ops run.
 
 Two of MobileSAM's quirks are reproduced on purpose because the checkpoint depends on them: the
 last patch merging keeps the resolution (stride 1 when its output has 320, 448 or 576 channels),
@@ -67,6 +70,29 @@ class ConvBN(nn.Module):
         c = self.c
         return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)
 
+    def forward_gelu(self, x: torch.Tensor) -> torch.Tensor:
+        """GELU(conv → BN), fused into one oneDNN convolution when possible."""
+        if self.training or not _can_fuse_gelu(x):
+            return F.gelu(self(x))
+        weight, bias = self.fused_weight_and_bias()
+        c = self.c
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, bias, c.padding, c.stride, c.dilation, c.groups, "gelu", [], "none"
+        )
+
+
+def _can_fuse_gelu(x: torch.Tensor) -> bool:
+    """oneDNN post-op GELU ("none" = the exact erf form, as nn.GELU) for fp32 CPU inference."""
+    return (
+        _MKLDNN_POINTWISE
+        and not torch.is_grad_enabled()
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+    )
+
+
+_MKLDNN_POINTWISE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
 
 class DropPath(nn.Module):
     """Stochastic depth: drops the whole residual branch per sample while training."""
@@ -109,7 +135,7 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.seq(x)
+        return self.seq[2](self.seq[0].forward_gelu(x))
 
 
 class MBConv(nn.Module):
@@ -127,8 +153,7 @@ class MBConv(nn.Module):
         self.drop_path = _drop_path(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act1(self.conv1(x))
-        y = self.act2(self.conv2(y))
+        y = self.conv2.forward_gelu(self.conv1.forward_gelu(x))  # act1, act2 fused (both GELU)
         y = self.drop_path(self.conv3(y))
         return self.act3(x + y)
 
@@ -146,8 +171,7 @@ class PatchMerging(nn.Module):
         self.conv3 = ConvBN(out_dim, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.conv1(x))
-        x = self.act(self.conv2(x))
+        x = self.conv2.forward_gelu(self.conv1.forward_gelu(x))  # self.act is GELU
         return _channels_last(self.conv3(x))
 
 
@@ -186,7 +210,11 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.act(self.fc1(self.norm(x))))
+        x = self.norm(x)
+        if _can_fuse_gelu(x) and not self.training:
+            x = torch.ops.mkldnn._linear_pointwise(x, self.fc1.weight, self.fc1.bias, "gelu", [], "none")
+        else:
+            x = self.drop(self.act(self.fc1(x)))
         return self.drop(self.fc2(x))
 
 
