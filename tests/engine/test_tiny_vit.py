@@ -132,24 +132,25 @@ def _test_image(height: int, width: int) -> np.ndarray:
     return image
 
 
-def test_vit_t_pipeline_equals_mobile_sam_predictor():
+def test_vit_t_pipeline_equals_mobile_sam_predictor(tmp_path):
     """build_sam("vit_t") + Predictor against MobileSAM's own model and SamPredictor, on the same
-    random weights: point, points, box and a mask input from the previous round."""
-    from engine.predictor import Predictor
-    from engine.sam import build_sam
+    random weights saved the way mobile_sam.pt is (a plain state dict): point, points, box and a
+    mask input from the previous round."""
+    from engine import predictor, sam  # here, so that the encoder tests above need neither
 
     mobile_sam = reference("mobile_sam")
     official = randomize_mobile_sam_(mobile_sam.sam_model_registry["vit_t"](), seed=11)
-    ours = build_sam("vit_t").eval()
-    ours.load_state_dict(official.state_dict())
+    checkpoint = tmp_path / "mobile_sam.pt"
+    torch.save(official.state_dict(), checkpoint)
+    ours = sam.build_sam("vit_t", checkpoint=checkpoint).eval()
 
     image = _test_image(480, 640)
     reference_predictor = mobile_sam.SamPredictor(official)
-    predictor = Predictor(ours)
+    ours_predictor = predictor.Predictor(ours)
     with torch.inference_mode():
         reference_predictor.set_image(image)
-        predictor.set_image(image)
-    torch.testing.assert_close(predictor.features, reference_predictor.features, atol=1e-3, rtol=0)
+        ours_predictor.set_image(image)
+    torch.testing.assert_close(ours_predictor.features, reference_predictor.features, atol=1e-3, rtol=0)
 
     point = {"point_coords": np.array([[224.0, 192.0]]), "point_labels": np.array([1])}
     prompts = {
@@ -165,7 +166,7 @@ def test_vit_t_pipeline_equals_mobile_sam_predictor():
 
     for name, prompt in prompts.items():
         expected_masks, expected_scores, expected_logits = reference_predictor.predict(**prompt)
-        masks, scores, logits = predictor.predict(**prompt)
+        masks, scores, logits = ours_predictor.predict(**prompt)
         np.testing.assert_allclose(logits, expected_logits, atol=1e-3, rtol=0, err_msg=name)
         np.testing.assert_allclose(scores, expected_scores, atol=1e-4, rtol=0, err_msg=name)
         assert masks.shape == expected_masks.shape, name
