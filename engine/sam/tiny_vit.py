@@ -212,7 +212,8 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
-        if _can_fuse_gelu(x) and not self.training:
+        # Only a plain Linear (not e.g. a dynamically quantized one) has a weight tensor to fuse.
+        if type(self.fc1) is nn.Linear and _can_fuse_gelu(x) and not self.training:
             x = torch.ops.mkldnn._linear_pointwise(x, self.fc1.weight, self.fc1.bias, "gelu", [], "none")
         else:
             x = self.drop(self.act(self.fc1(x)))

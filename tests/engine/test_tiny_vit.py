@@ -4,6 +4,8 @@ MobileSAM's ``sam_model_registry["vit_t"]`` + ``SamPredictor``."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -95,6 +97,20 @@ def test_training_mode_uses_batch_statistics_and_backpropagates():
     assert model.patch_embed.seq[0].bn.weight.grad.abs().sum() > 0
     assert model.layers[2].blocks[0].attn.attention_biases.grad.abs().sum() > 0
     assert model.neck[3].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_dynamic_int8_encoder_runs_and_agrees_with_fp32():
+    """The fused linear+GELU fast path needs a real Linear weight; dynamically quantized Linears
+    (engine.sam.with_precision "int8") must take the plain path."""
+    from torch.ao.quantization import quantize_dynamic
+
+    model = randomize_mobile_sam_(TinyViT(img_size=128), seed=6)
+    images = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(9))
+    with torch.inference_mode():
+        fp32 = model(images)
+        int8 = quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)(images)
+    assert torch.nn.functional.cosine_similarity(int8.flatten(), fp32.flatten(), dim=0) > 0.99
 
 
 def test_layer_lr_scales_match_mobile_sams(encoders):
