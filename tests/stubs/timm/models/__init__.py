@@ -1,0 +1,1 @@
+from . import layers, registry  # noqa: F401
