@@ -86,6 +86,7 @@ def main() -> None:
 
 def make_checkpoint(tmp: Path, model: str) -> tuple[str, dict, str]:
     import torch
+
     from engine.sam import build_sam
 
     torch.manual_seed(0)

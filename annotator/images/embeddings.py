@@ -41,6 +41,7 @@ def ensure_embedding(image_id: int) -> Embedding | None:
 
 def compute_embedding(image: Image, model_version: ModelVersion) -> Embedding:
     import torch
+
     from engine.embeddings import save_embedding
 
     started = time.perf_counter()

@@ -140,6 +140,7 @@ def engine_available() -> bool:
 def save_tiny_checkpoint(path: Any, seed: int = 0) -> None:
     """A random ``custom`` SAM checkpoint, so every worker process loads the same weights."""
     import torch
+
     from engine.sam import build_sam
 
     torch.manual_seed(seed)

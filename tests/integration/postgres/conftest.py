@@ -47,6 +47,7 @@ def worker_model_env(tmp_path_factory) -> dict[str, str]:
     import json
 
     import torch
+
     from engine.sam import build_sam
 
     torch.manual_seed(0)
