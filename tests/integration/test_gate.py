@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from tests.integration.test_layer import gate, unavailable
+from tests.integration.services import gate, unavailable
 
 
 def closed_port() -> int:
@@ -25,7 +25,7 @@ def test_an_unreachable_database_is_named():
 
 
 def test_an_unreachable_redis_is_named():
-    from tests.integration.test_layer import DATABASE_URL
+    from tests.integration.services import DATABASE_URL
 
     reason = unavailable(DATABASE_URL, f"redis://127.0.0.1:{closed_port()}/0")
     if reason is not None and reason.startswith("PostgreSQL"):

@@ -10,61 +10,18 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
+from tests.integration.services import DATABASE_URL, REDIS_URL, gate, unavailable
+
 ROOT = Path(__file__).resolve().parents[2]
-DATABASE_URL = os.environ.get("MASKMILL_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("MASKMILL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-REQUIRED = os.environ.get("MASKMILL_REQUIRE_SERVICES") == "1"
 INNER_PATHS = ["tests/integration/postgres", "tests/annotator/test_models.py"]
-
-
-def unavailable(database_url: str = DATABASE_URL, redis_url: str = REDIS_URL) -> str | None:
-    """Why the services cannot be used, or None when both answer."""
-    try:
-        import psycopg
-
-        psycopg.connect(database_url, connect_timeout=3).close()
-    except Exception as exc:
-        return f"PostgreSQL at {_safe(database_url)} does not answer ({exc.__class__.__name__}: {exc})"
-    try:
-        import redis
-
-        redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3).ping()
-    except Exception as exc:
-        return f"Redis at {_safe(redis_url)} does not answer ({exc.__class__.__name__}: {exc})"
-    return None
-
-
-def gate(reason: str | None, required: bool = REQUIRED) -> None:
-    """Skip (or, when the services are required, fail) with the reason they cannot be used."""
-    if reason is None:
-        return
-    message = (
-        f"integration layer not run: {reason}. Set MASKMILL_TEST_DATABASE_URL / MASKMILL_TEST_REDIS_URL."
-    )
-    if required:
-        pytest.fail(f"{message} (MASKMILL_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
-
-
-def _safe(url: str) -> str:
-    parts = urlsplit(url)
-    return url.replace(parts.password, "***") if parts.password else url
 
 
 @pytest.mark.integration
 def test_postgres_redis_worker_layer(tmp_path, request):
-    reason = unavailable()
-    if reason:
-        message = (
-            f"integration layer not run: {reason}. Set MASKMILL_TEST_DATABASE_URL / MASKMILL_TEST_REDIS_URL."
-        )
-        if REQUIRED:
-            pytest.fail(f"{message} (MASKMILL_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
+    gate(unavailable())
     env = {
         **os.environ,
         "MASKMILL_INTEGRATION_SESSION": "1",

@@ -32,6 +32,7 @@ from tests.integration.pipeline_support import (
     save_tiny_checkpoint,
     shapes_png,
 )
+from tests.integration.services import DATABASE_URL, gate, unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -41,25 +42,12 @@ BAD = {"vanished": 3, "corrupt": 7}  # seeds of the two images broken before the
 DEADLINE = 150  # seconds for the whole run; the test stays well under 3 minutes
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("MASKMILL_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"integration services required but unavailable: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[PipelineServices]:
-    admin_url = os.environ.get("MASKMILL_TEST_DATABASE_URL")
-    if not admin_url:
-        _unavailable("MASKMILL_TEST_DATABASE_URL is not set (a PostgreSQL server to create a database on)")
+    admin_url = DATABASE_URL
     if shutil.which("redis-server") is None:
-        _unavailable("redis-server is not installed (the test runs a private broker it can kill and restart)")
-    try:
-        import psycopg
-
-        psycopg.connect(admin_url, connect_timeout=3).close()
-    except Exception as exc:
-        _unavailable(f"PostgreSQL at MASKMILL_TEST_DATABASE_URL does not answer: {exc}")
+        gate("redis-server is not installed (the test runs a private broker it can kill and restart)")
+    gate(unavailable())
     running = PipelineServices(tmp_path, admin_url)
     running.create_database()
     try:
