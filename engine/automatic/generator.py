@@ -309,17 +309,22 @@ class MaskGenerator:
     ) -> None:
         start = time.perf_counter()
         coords = torch.as_tensor(self.transform.apply_coords(points, crop_size), device=self.device)
-        low_res, iou_preds = decode_points(self.model, features, coords)
+        low_res, iou_preds, rows = decode_points(self.model, features, coords, self.pred_iou_thresh)
         self.timings["decoder"] += time.perf_counter() - start
 
+        # Predicted-IoU filter, in the official order (point by point, its masks in order).
         start = time.perf_counter()
-        per_point = low_res.shape[1]
-        low_res = low_res.flatten(0, 1)
-        iou_preds = iou_preds.flatten(0, 1)
-        point_tensor = torch.as_tensor(points).repeat_interleave(per_point, dim=0)
+        iou_preds = iou_preds[rows]
+        point_tensor = torch.as_tensor(points)[rows.cpu()][:, None].expand(-1, iou_preds.shape[1], -1)
         if self.pred_iou_thresh > 0.0:
             keep = iou_preds > self.pred_iou_thresh
             low_res, iou_preds, point_tensor = low_res[keep], iou_preds[keep], point_tensor[keep.cpu()]
+        else:
+            low_res, iou_preds, point_tensor = (
+                low_res.flatten(0, 1),
+                iou_preds.flatten(),
+                point_tensor.flatten(0, 1),
+            )
         self.timings["filter"] += time.perf_counter() - start
 
         # Upsample the survivors in chunks; each chunk is filtered and encoded before the next.
