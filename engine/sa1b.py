@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -67,6 +68,12 @@ def make_record(
     out = []
     for offset, ann in enumerate(annotations):
         segmentation = validate_rle(ann["segmentation"], height, width)
+        for key in ("predicted_iou", "stability_score"):
+            if not math.isfinite(float(ann[key])):
+                raise ValueError(
+                    f"annotation {offset}: {key} is {ann[key]} (JSON has no NaN/inf; an empty mask has a NaN "
+                    "stability score: leave empty masks out)"
+                )
         out.append(
             {
                 "bbox": [float(v) for v in ann["bbox"]],

@@ -181,7 +181,8 @@ def sa1b_item(image_id: int, path: Path, records: list[dict]):
     image = read_image(path)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=95)
-    record = make_record(image_id, image.shape[1], image.shape[0], records)
+    # Empty masks (possible with thresholds at 0) carry no annotation and a NaN stability score.
+    record = make_record(image_id, image.shape[1], image.shape[0], [r for r in records if r["area"] > 0])
     return SA1BImage(image_id, buffer.getvalue(), record)
 
 

@@ -146,6 +146,10 @@ def test_writer_refuses_unordered_or_invalid_input(tmp_path):
     bad[0]["segmentation"] = encode_rle(np.zeros((10, 10), bool))
     with pytest.raises(ValueError, match="does not match the image size"):
         make_record(1, 80, 60, bad)
+    empty = generated_annotations()
+    empty[1]["stability_score"] = float("nan")
+    with pytest.raises(ValueError, match="annotation 1: stability_score is nan"):
+        make_record(1, 80, 60, empty)
 
 
 def tar_with(tmp_path: Path, members: dict[str, bytes]) -> Path:
