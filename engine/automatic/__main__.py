@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         """(index, path, records) per image, streamed: nothing is kept once it is written."""
         with tqdm(total=len(paths), unit="image", file=sys.stderr) as progress:
             for index, (path, records) in enumerate(zip(paths, generator.generate_batch(images()))):
+                # Empty masks (possible with thresholds at 0) are no annotation; leave them out.
+                records = [record for record in records if record["area"] > 0]
                 counts.append(len(records))
                 yield index, path, records
                 progress.update(1)
@@ -181,8 +183,7 @@ def sa1b_item(image_id: int, path: Path, records: list[dict]):
     image = read_image(path)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="JPEG", quality=95)
-    # Empty masks (possible with thresholds at 0) carry no annotation and a NaN stability score.
-    record = make_record(image_id, image.shape[1], image.shape[0], [r for r in records if r["area"] > 0])
+    record = make_record(image_id, image.shape[1], image.shape[0], records)
     return SA1BImage(image_id, buffer.getvalue(), record)
 
 
