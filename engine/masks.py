@@ -153,7 +153,8 @@ def encode_rle_batch(masks: torch.Tensor | np.ndarray) -> list[RLE]:
 
 def mask_areas(masks: torch.Tensor) -> torch.Tensor:
     """Pixel count of each mask in N x H x W (int64)."""
-    return masks.flatten(-2).sum(-1, dtype=torch.int64)
+    row_dtype = torch.int16 if masks.shape[-1] < 2**15 else torch.int64
+    return masks.sum(-1, dtype=row_dtype).sum(-1, dtype=torch.int64)
 
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
