@@ -1,11 +1,19 @@
 """Mask formats and geometry. A mask is encoded one way: COCO RLE through pycocotools, with the
-counts as a UTF-8 string so it goes into JSON and databases as is. Boxes are XYWH."""
+counts as a UTF-8 string so it goes into JSON and databases as is. Boxes are XYWH in stored data
+(width = x_max - x_min, as SA-1B and segment_anything write them) and XYXY only as model input and
+inside NMS.
+
+Besides the RLE basics this module holds what automatic mask generation needs on many masks at
+once: batched RLE encoding from a torch tensor, boxes and areas, the stability score, box NMS
+(torchvision has no CPU build here, so it is our own) and small-region cleanup."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
+import torch
 from pycocotools import mask as mask_utils
 
 RLE = dict[str, Any]  # {"size": [h, w], "counts": str}
@@ -24,13 +32,30 @@ def decode_rle(rle: RLE) -> np.ndarray:
     return mask_utils.decode(_to_coco(rle)).astype(bool)
 
 
+def rle_to_uncompressed(rle: RLE) -> dict[str, Any]:
+    """COCO RLE → uncompressed form ``{"size": [h, w], "counts": [runs...]}`` (column-major runs,
+    starting with the number of zeros, so a leading 0 when the first pixel is set), as
+    segment_anything's ``uncompressed_rle`` output mode gives."""
+    mask = decode_rle(rle)
+    flat = mask.T.ravel()
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": ([0] if flat[0] else []) + runs}
+
+
 def rle_area(rle: RLE) -> int:
     return int(mask_utils.area(_to_coco(rle)))
 
 
 def rle_to_bbox(rle: RLE) -> list[float]:
-    """XYWH box of the mask (width = x_max - x_min + 1 in pixels, as pycocotools and SA-1B)."""
-    return [float(v) for v in mask_utils.toBbox(_to_coco(rle))]
+    """XYWH box of the mask with SA-1B's convention: width = x_max - x_min (no +1), so a one-pixel
+    mask has a 0x0 box; an empty mask gives [0, 0, 0, 0]. (pycocotools' toBbox adds 1; the real
+    SA-1B files and segment_anything's generator do not, and stored boxes must agree with them.)"""
+    x, y, w, h = (float(v) for v in mask_utils.toBbox(_to_coco(rle)))
+    if w == 0 or h == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    return [x, y, w - 1.0, h - 1.0]
 
 
 def validate_rle(rle: Any, height: int | None = None, width: int | None = None) -> RLE:
@@ -99,3 +124,163 @@ def _to_coco(rle: RLE) -> dict[str, Any]:
     if isinstance(counts, list):
         return mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+# --- many masks at once -------------------------------------------------------------------------
+
+
+def encode_rle_batch(masks: torch.Tensor | np.ndarray) -> list[RLE]:
+    """N x H x W boolean masks (torch or numpy) → N COCO RLEs with string counts.
+
+    pycocotools wants column-major H x W x N uint8; transposing each mask once and viewing the
+    result as Fortran order avoids a copy per mask.
+    """
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be 3-D (N, H, W), got shape {tuple(masks.shape)}")
+    if masks.shape[0] == 0:
+        return []
+    if isinstance(masks, torch.Tensor):
+        column_major = masks.detach().to("cpu", torch.uint8).transpose(1, 2).contiguous().numpy()
+    else:
+        column_major = np.ascontiguousarray(np.asarray(masks).astype(np.uint8, copy=False).transpose(0, 2, 1))
+    fortran = column_major.transpose(2, 1, 0)  # H x W x N, Fortran-contiguous, no copy
+    encoded = mask_utils.encode(fortran)
+    return [
+        {"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
+        for r in encoded
+    ]
+
+
+def mask_areas(masks: torch.Tensor) -> torch.Tensor:
+    """Pixel count of each mask in N x H x W (int64)."""
+    row_dtype = torch.int16 if masks.shape[-1] < 2**15 else torch.int64
+    return masks.sum(-1, dtype=row_dtype).sum(-1, dtype=torch.int64)
+
+
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight XYXY boxes (int64, inclusive max pixel index, as segment_anything) around N x H x W
+    boolean masks; [0, 0, 0, 0] for an empty mask."""
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be 3-D (N, H, W), got shape {tuple(masks.shape)}")
+    n, h, w = masks.shape
+    if n == 0:
+        return torch.zeros((0, 4), dtype=torch.int64, device=masks.device)
+    rows = masks.any(dim=2)  # N x H
+    cols = masks.any(dim=1)  # N x W
+    y_index = torch.arange(h, device=masks.device)
+    x_index = torch.arange(w, device=masks.device)
+    top = torch.where(rows, y_index, h).amin(dim=1)
+    bottom = torch.where(rows, y_index, -1).amax(dim=1)
+    left = torch.where(cols, x_index, w).amin(dim=1)
+    right = torch.where(cols, x_index, -1).amax(dim=1)
+    boxes = torch.stack([left, top, right, bottom], dim=1)
+    return boxes * rows.any(dim=1, keepdim=True)
+
+
+def box_xyxy_to_xywh(boxes: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """XYXY → XYWH on the last axis (works for one box or many)."""
+    out = boxes.clone() if isinstance(boxes, torch.Tensor) else np.array(boxes, copy=True)
+    out[..., 2] = out[..., 2] - out[..., 0]
+    out[..., 3] = out[..., 3] - out[..., 1]
+    return out
+
+
+def stability_score(logits: torch.Tensor, mask_threshold: float, offset: float) -> torch.Tensor:
+    """IoU of the masks cut at ``mask_threshold + offset`` and ``mask_threshold - offset``, for all
+    leading dimensions at once. The stricter mask lies inside the looser one, so the IoU is the
+    ratio of their areas (NaN when the looser mask is empty, as in segment_anything)."""
+    # Row sums in int16 (exact while a row is shorter than 32768), then int32: measured ~1.6x
+    # faster on CPU than one int32 reduction over the flattened mask.
+    row_dtype = torch.int16 if logits.shape[-1] < 2**15 else torch.int32
+    inside = (logits > (mask_threshold + offset)).sum(-1, dtype=row_dtype).sum(-1, dtype=torch.int32)
+    union = (logits > (mask_threshold - offset)).sum(-1, dtype=row_dtype).sum(-1, dtype=torch.int32)
+    return inside / union
+
+
+def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU of XYXY boxes, N x M (0 where both boxes have zero area)."""
+    area_a = (boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1])
+    area_b = (boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1])
+    top_left = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
+    bottom_right = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
+    wh = (bottom_right - top_left).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, block: int = 1024) -> torch.Tensor:
+    """Greedy non-maximum suppression with torchvision's semantics: visit boxes by descending score
+    (ties in input order), keep a box unless it overlaps an already kept one with IoU >
+    ``iou_threshold``. Returns kept indices in visiting order.
+
+    IoUs are computed in float64 against blocks of ``block`` candidates, so memory stays
+    O(N * block) instead of O(N²) for the tens of thousands of boxes a large crop can give.
+    """
+    if boxes.ndim != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be N x 4 (XYXY), got shape {tuple(boxes.shape)}")
+    if scores.shape != boxes.shape[:1]:
+        raise ValueError(f"scores must have shape ({boxes.shape[0]},), got {tuple(scores.shape)}")
+    n = boxes.shape[0]
+    if n == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    order = torch.argsort(scores, descending=True, stable=True)
+    ordered = boxes[order].to(torch.float64)
+    suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+    keep: list[int] = []
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        # Suppression of this block by boxes kept in earlier blocks was applied below; now run
+        # the greedy pass inside the block and propagate to everything after it.
+        iou_block = box_iou(ordered[start:stop], ordered[start:])  # B x (N - start)
+        over = (iou_block > iou_threshold).cpu()
+        local_suppressed = suppressed[start:].cpu().clone()
+        for i in range(stop - start):
+            if local_suppressed[i]:
+                continue
+            keep.append(start + i)
+            local_suppressed |= over[i]
+            local_suppressed[i] = False  # a box never suppresses itself (IoU of a box with itself)
+        suppressed[start:] = local_suppressed.to(suppressed.device)
+    return order[torch.tensor(keep, dtype=torch.int64, device=boxes.device)]
+
+
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, categories: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """NMS run independently per category; kept indices sorted by descending score (stable)."""
+    if categories.shape != boxes.shape[:1]:
+        raise ValueError(f"categories must have shape ({boxes.shape[0]},), got {tuple(categories.shape)}")
+    if boxes.shape[0] == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    kept = []
+    for category in torch.unique(categories):
+        members = torch.nonzero(categories == category).flatten()
+        kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
+    keep = torch.cat(kept)
+    return keep[torch.argsort(scores[keep], descending=True, stable=True)]
+
+
+def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> tuple[np.ndarray, bool]:
+    """Fill holes (``mode="holes"``) or drop islands (``mode="islands"``) smaller than
+    ``area_thresh`` pixels, 8-connected. Returns the mask and whether it changed. If every island is
+    small, the largest one is kept so a mask never vanishes (segment_anything's semantics)."""
+    if mode not in ("holes", "islands"):
+        raise ValueError(f'mode must be "holes" or "islands", got {mode!r}')
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
+    fill_holes = mode == "holes"
+    mask = mask.astype(bool, copy=False)
+    working = (mask ^ fill_holes).astype(np.uint8)
+    n_labels, labels, stats, _ = cv2.connectedComponentsWithStats(working, connectivity=8)
+    sizes = stats[1:, cv2.CC_STAT_AREA]
+    small = np.flatnonzero(sizes < area_thresh) + 1
+    if small.size == 0:
+        return mask, False
+    if fill_holes:
+        # Background of the inverted mask (label 0) is the mask itself; small holes join it.
+        return np.isin(labels, np.concatenate([[0], small])), True
+    large = np.setdiff1d(np.arange(1, n_labels), small)
+    if large.size == 0:
+        large = np.array([int(np.argmax(sizes)) + 1])
+    return np.isin(labels, large), True

@@ -1,0 +1,220 @@
+"""Automatic mask generation: Maskmill's MaskGenerator against segment_anything's
+SamAutomaticMaskGenerator, same weights, same image, one run.
+
+    python benchmarks/bench_automatic.py --model vit_b --size 1024x768 --points-per-side 32
+    python benchmarks/bench_automatic.py --model small --repeats 3 --thresholds-zero
+    python benchmarks/bench_automatic.py --model vit_b --only ours --size 4000x3000 \
+        --points-per-side 64 --crop-n-layers 1          # the memory-bound case
+
+Each measurement runs in its own subprocess so that peak RSS (ru_maxrss) belongs to it. Prints
+per implementation the median wall time, the split (encoder, decoder, filtering, upsampling, NMS,
+RLE; "other" is the rest), peak RSS, the mask count, the speed ratio and whether the records agree
+(same count, each mask IoU >= 0.99). Weights are the seeded random ones of tests/reference_models
+(with the decoder reshaped as in tests/engine/test_automatic.py so that masks have structure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", choices=("small", "vit_b"), default="vit_b")
+    p.add_argument("--size", default="1024x768", help="WIDTHxHEIGHT of the test image")
+    p.add_argument("--points-per-side", type=int, default=32)
+    p.add_argument("--crop-n-layers", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--thresholds-zero", action="store_true", help="also time pred_iou/stability thresholds 0")
+    p.add_argument("--only", choices=("ours", "official"), help="run one implementation")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def test_image(width: int, height: int) -> np.ndarray:
+    """Photo content tiled to the size (sample photo when available, else shapes)."""
+    import cv2
+
+    photo = Path("/work/shared/data/sample-photos/astronaut.png")
+    if photo.is_file():
+        base = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+        return cv2.resize(base, (width, height), interpolation=cv2.INTER_LINEAR)
+    from tests.engine.test_automatic import scene
+
+    return scene(height, width)
+
+
+def build_models(name: str, which: str):
+    from tests.engine.test_automatic import ours_from, structured_
+    from tests.reference_models import SMALL_CONFIG, VIT_B_CONFIG, official_sam
+
+    config = SMALL_CONFIG if name == "small" else VIT_B_CONFIG
+    official = structured_(official_sam(config, seed=0), sharpness=300, offset=0.4, iou_shift=0.6)
+    return official if which == "official" else ours_from(official, config)
+
+
+class StageClock:
+    """Times encoder and decoder through forward hooks (works for any Sam-like model) and the
+    official generator's helpers by wrapping the names it imported."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = defaultdict(float)
+        self._starts: dict[str, float] = {}
+
+    def hook_module(self, module: torch.nn.Module, stage: str) -> None:
+        module.register_forward_pre_hook(lambda *_: self._starts.__setitem__(stage, time.perf_counter()))
+        module.register_forward_hook(lambda *_: self._add(stage, time.perf_counter() - self._starts[stage]))
+
+    def _add(self, stage: str, seconds: float) -> None:
+        self.totals[stage] += seconds
+
+    def wrap(self, owner, attribute: str, stage: str) -> None:
+        original = getattr(owner, attribute)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.totals[stage] += time.perf_counter() - start
+
+        setattr(owner, attribute, timed)
+
+
+def worker(spec: dict) -> dict:
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    width, height = spec["size"]
+    image = test_image(width, height)
+    model = build_models(spec["model"], spec["which"])
+    params = dict(points_per_side=spec["points_per_side"], crop_n_layers=spec["crop_n_layers"])
+    if spec["thresholds_zero"]:
+        params.update(pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    params["output_mode"] = "coco_rle"
+    times, splits = [], []
+    if spec["which"] == "official":
+        from tests.reference import reference
+
+        sa = reference("segment_anything")
+        amg = sys.modules["segment_anything.automatic_mask_generator"]
+        clock = StageClock()
+        clock.hook_module(model.image_encoder, "encoder")
+        clock.hook_module(model.mask_decoder, "decoder")
+        clock.wrap(model, "postprocess_masks", "upsample")
+        clock.wrap(amg, "calculate_stability_score", "filter")
+        clock.wrap(amg, "batched_mask_to_box", "filter")
+        clock.wrap(amg, "batched_nms", "nms")
+        clock.wrap(amg, "mask_to_rle_pytorch", "rle")
+        clock.wrap(amg, "coco_encode_rle", "rle")
+        generator = sa.SamAutomaticMaskGenerator(model, **params)
+    else:
+        from engine.automatic import MaskGenerator
+
+        generator = MaskGenerator(model, **params)
+    for _ in range(spec["repeats"]):
+        if spec["which"] == "official":
+            clock.totals.clear()
+        start = time.perf_counter()
+        with torch.no_grad():
+            records = generator.generate(image)
+        times.append(time.perf_counter() - start)
+        splits.append(dict(clock.totals) if spec["which"] == "official" else dict(generator.timings))
+    masks_file = spec.get("masks_file")
+    if masks_file:
+        Path(masks_file).write_text(json.dumps([r["segmentation"] for r in records]))
+    return {
+        "times": times,
+        "split": splits[len(splits) // 2],
+        "masks": len(records),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "model_class": f"{type(model).__module__}.{type(model).__name__}",
+    }
+
+
+def run_worker(spec: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, cwd=ROOT
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"worker failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def agree(path_a: str, path_b: str) -> str:
+    from engine.masks import decode_rle
+
+    a, b = json.loads(Path(path_a).read_text()), json.loads(Path(path_b).read_text())
+    if len(a) != len(b):
+        return f"NO (counts {len(a)} vs {len(b)})"
+    worst = 1.0
+    for x, y in zip(a, b):
+        mx, my = decode_rle(x), decode_rle(y)
+        union = (mx | my).sum()
+        worst = min(worst, 1.0 if union == 0 else (mx & my).sum() / union)
+    return f"{'yes' if worst >= 0.99 else 'NO'} ({len(a)} masks, worst mask IoU {worst:.4f})"
+
+
+STAGES = ("encoder", "decoder", "filter", "upsample", "nms", "rle")
+
+
+def report(label: str, result: dict) -> float:
+    median = statistics.median(result["times"])
+    split = result["split"]
+    known = sum(split.get(s, 0.0) for s in STAGES)
+    parts = ", ".join(f"{s} {split.get(s, 0.0):.2f}" for s in STAGES)
+    print(
+        f"  {label:9s} median {median:8.2f} s  [{parts}, other {median - known:.2f}]  "
+        f"peak RSS {result['peak_rss_mb']:.0f} MB  masks {result['masks']}  ({result['model_class']})"
+    )
+    return median
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    print(
+        f"automatic masks: model {args.model}, image {width}x{height}, points_per_side "
+        f"{args.points_per_side}, crop_n_layers {args.crop_n_layers}, repeats {args.repeats}, "
+        f"torch threads {args.threads or torch.get_num_threads()}"
+    )
+    settings = [False, True] if args.thresholds_zero else [False]
+    which = [args.only] if args.only else ["official", "ours"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for zero in settings:
+            print("thresholds 0:" if zero else "default thresholds (0.88 / 0.95):")
+            results = {}
+            for impl in which:
+                spec = {
+                    "which": impl, "model": args.model, "size": [width, height],
+                    "points_per_side": args.points_per_side, "crop_n_layers": args.crop_n_layers,
+                    "repeats": args.repeats, "thresholds_zero": zero, "threads": args.threads,
+                    "masks_file": f"{tmp}/{impl}-{zero}.json",
+                }  # fmt: skip
+                results[impl] = report(impl, run_worker(spec))
+            if len(results) == 2:
+                ratio = results["official"] / results["ours"]
+                same = agree(f"{tmp}/official-{zero}.json", f"{tmp}/ours-{zero}.json")
+                print(f"  speed-up {ratio:.2f}x   same results: {same}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,470 @@
+"""Automatic mask generation: prompt a SAM model with a regular point grid over the image (and over
+overlapping crops), keep the confident and stable masks, remove duplicates.
+
+The records equal segment_anything's ``SamAutomaticMaskGenerator`` for the same weights. The
+difference is where the work goes. The official code upsamples every candidate (3 per point) to
+full resolution before it filters, and computes the stability score there. Here:
+
+* the predicted-IoU filter runs on the decoder output, before any upsampling (it does not depend
+  on the mask, so this is exact);
+* only the survivors are upsampled, in chunks bounded by ``max_chunk_bytes``, with the same two
+  bilinear resizes as ``Sam.postprocess_masks`` so the stability score and the binary masks are the
+  official ones (a shortcut on the 256x256 logits changes which pixels cross 0 and ±1);
+* the stability score, boxes and crop-edge test are vectorised per chunk, masks go straight to
+  COCO RLE through pycocotools, and full-frame masks are rebuilt only for crop masks that survive
+  NMS, so memory is bounded by one chunk, not by the number of candidates;
+* the decoder sees the image embedding once per batch instead of a copy per prompt
+  (``engine.automatic.decoding``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.automatic.decoding import decode_points
+from engine.masks import (
+    RLE,
+    batched_nms,
+    box_xyxy_to_xywh,
+    decode_rle,
+    encode_rle,
+    encode_rle_batch,
+    mask_areas,
+    masks_to_boxes,
+    remove_small_regions,
+    rle_to_uncompressed,
+    stability_score,
+)
+from engine.transforms import ResizeLongestSide
+
+OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+
+
+def build_point_grid(n_per_side: int) -> np.ndarray:
+    """n² points evenly spaced in [0, 1]², at the centres of an n x n grid of cells, row-major."""
+    offset = 1 / (2 * n_per_side)
+    side = np.linspace(offset, 1 - offset, n_per_side)
+    xs, ys = np.meshgrid(side, side)
+    return np.stack([xs, ys], axis=-1).reshape(-1, 2)
+
+
+def build_all_layer_point_grids(n_per_side: int, n_layers: int, scale_per_layer: int) -> list[np.ndarray]:
+    """One grid per crop layer, ``scale_per_layer`` times sparser per side at each deeper layer."""
+    return [build_point_grid(int(n_per_side / (scale_per_layer**i))) for i in range(n_layers + 1)]
+
+
+def generate_crop_boxes(
+    image_size: tuple[int, int], n_layers: int, overlap_ratio: float
+) -> tuple[list[list[int]], list[int]]:
+    """XYXY crop boxes: the whole image, then per layer i a 2^(i+1) x 2^(i+1) grid of crops that
+    overlap by ``overlap_ratio`` of the short side (scaled down with depth)."""
+    height, width = image_size
+    short_side = min(height, width)
+    boxes, layers = [[0, 0, width, height]], [0]
+    for layer in range(n_layers):
+        per_side = 2 ** (layer + 1)
+        overlap = int(overlap_ratio * short_side * (2 / per_side))
+        crop_w = math.ceil((overlap * (per_side - 1) + width) / per_side)
+        crop_h = math.ceil((overlap * (per_side - 1) + height) / per_side)
+        x0s = [int((crop_w - overlap) * i) for i in range(per_side)]
+        y0s = [int((crop_h - overlap) * i) for i in range(per_side)]
+        for x0, y0 in product(x0s, y0s):
+            boxes.append([x0, y0, min(x0 + crop_w, width), min(y0 + crop_h, height)])
+            layers.append(layer + 1)
+    return boxes, layers
+
+
+def boxes_near_crop_edge(
+    boxes: torch.Tensor, crop_box: Sequence[int], image_box: Sequence[int], atol: float = 20.0
+) -> torch.Tensor:
+    """True for (crop-frame XYXY) boxes within ``atol`` px of an edge of the crop that is not also
+    an edge of the image: such masks are probably cut by the crop."""
+    offset = torch.tensor([crop_box[0], crop_box[1], crop_box[0], crop_box[1]], device=boxes.device)
+    boxes = (boxes + offset).float()
+    crop = torch.as_tensor(crop_box, dtype=torch.float, device=boxes.device)
+    image = torch.as_tensor(image_box, dtype=torch.float, device=boxes.device)
+    near_crop = torch.isclose(boxes, crop[None], atol=atol, rtol=0)
+    near_image = torch.isclose(boxes, image[None], atol=atol, rtol=0)
+    return (near_crop & ~near_image).any(dim=1)
+
+
+@dataclass
+class _Candidates:
+    """Masks that survived filtering, as RLE in their crop's frame plus their numbers."""
+
+    rles: list[RLE] = field(default_factory=list)
+    boxes: list[torch.Tensor] = field(default_factory=list)  # XYXY int64, crop frame
+    areas: list[torch.Tensor] = field(default_factory=list)
+    iou_preds: list[torch.Tensor] = field(default_factory=list)
+    stability: list[torch.Tensor] = field(default_factory=list)
+    points: list[torch.Tensor] = field(default_factory=list)  # float64, crop frame
+
+    def add(self, rles, boxes, areas, iou_preds, stability, points) -> None:
+        self.rles += rles
+        self.boxes.append(boxes)
+        self.areas.append(areas)
+        self.iou_preds.append(iou_preds)
+        self.stability.append(stability)
+        self.points.append(points)
+
+    def stacked(self) -> dict[str, Any]:
+        def cat(parts: list[torch.Tensor], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+            return torch.cat(parts) if parts else torch.zeros(shape, dtype=dtype)
+
+        return {
+            "rles": self.rles,
+            "boxes": cat(self.boxes, (0, 4), torch.int64),
+            "areas": cat(self.areas, (0,), torch.int64),
+            "iou_preds": cat(self.iou_preds, (0,), torch.float32),
+            "stability": cat(self.stability, (0,), torch.float32),
+            "points": cat(self.points, (0, 2), torch.float64),
+        }
+
+
+class MaskGenerator:
+    """segment_anything's ``SamAutomaticMaskGenerator`` (same parameters, defaults and records),
+    faster. ``model`` is any module with the official ``Sam`` interface (``engine.sam.build_sam``
+    or segment_anything's). Timings of the last call are in ``self.timings`` (seconds per stage)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        points_per_side: int | None = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        stability_score_offset: float = 1.0,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        crop_nms_thresh: float = 0.7,
+        crop_overlap_ratio: float = 512 / 1500,
+        crop_n_points_downscale_factor: int = 1,
+        point_grids: list[np.ndarray] | None = None,
+        min_mask_region_area: int = 0,
+        output_mode: str = "binary_mask",
+        *,
+        max_chunk_bytes: int = 256 * 2**20,
+    ) -> None:
+        if (points_per_side is None) == (point_grids is None):
+            raise ValueError("give exactly one of points_per_side and point_grids")
+        if output_mode not in OUTPUT_MODES:
+            raise ValueError(f"output_mode must be one of {OUTPUT_MODES}, got {output_mode!r}")
+        if points_per_batch < 1:
+            raise ValueError(f"points_per_batch must be at least 1, got {points_per_batch}")
+        if crop_n_layers < 0:
+            raise ValueError(f"crop_n_layers must be >= 0, got {crop_n_layers}")
+        if points_per_side is not None:
+            if points_per_side < 1:
+                raise ValueError(f"points_per_side must be at least 1, got {points_per_side}")
+            self.point_grids = build_all_layer_point_grids(
+                points_per_side, crop_n_layers, crop_n_points_downscale_factor
+            )
+        else:
+            self.point_grids = [np.asarray(grid, dtype=np.float64) for grid in point_grids]
+            if len(self.point_grids) < crop_n_layers + 1:
+                raise ValueError(
+                    f"point_grids has {len(self.point_grids)} grids, crop_n_layers={crop_n_layers} needs "
+                    f"{crop_n_layers + 1}"
+                )
+            for grid in self.point_grids:
+                if grid.ndim != 2 or grid.shape[1] != 2:
+                    raise ValueError(f"each point grid must be N x 2 in [0, 1], got shape {grid.shape}")
+        self.model = model
+        self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        self.points_per_batch = points_per_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.box_nms_thresh = box_nms_thresh
+        self.crop_n_layers = crop_n_layers
+        self.crop_nms_thresh = crop_nms_thresh
+        self.crop_overlap_ratio = crop_overlap_ratio
+        self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
+        self.min_mask_region_area = min_mask_region_area
+        self.output_mode = output_mode
+        self.max_chunk_bytes = max_chunk_bytes
+        self.timings: dict[str, float] = defaultdict(float)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.pixel_mean.device
+
+    # --- public API ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
+        """Masks for one HxWx3 RGB uint8 image, as segment_anything's records."""
+        self.timings = defaultdict(float)
+        return self._records(self._generate_masks(_check_image(image)))
+
+    @torch.no_grad()
+    def generate_batch(self, images: Iterable[np.ndarray]) -> Iterator[list[dict[str, Any]]]:
+        """Records for each image, in order. The CPU-only tail of one image (small-region cleanup,
+        mask decoding for the output mode) runs in a worker thread while the model works on the
+        next image, so the model does not wait for it."""
+        self.timings = defaultdict(float)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            for image in images:
+                data = self._generate_masks(_check_image(image))
+                if pending is not None:
+                    yield pending.result()
+                pending = pool.submit(self._records, data)
+            if pending is not None:
+                yield pending.result()
+
+    # --- stages ----------------------------------------------------------------------------------
+
+    def _generate_masks(self, image: np.ndarray) -> dict[str, Any]:
+        height, width = image.shape[:2]
+        crop_boxes, layers = generate_crop_boxes((height, width), self.crop_n_layers, self.crop_overlap_ratio)
+        per_crop = [self._process_crop(image, box, layer) for box, layer in zip(crop_boxes, layers)]
+        data = {
+            key: torch.cat([crop[key] for crop in per_crop])
+            for key in ("boxes", "areas", "iou_preds", "stability", "points", "crop_boxes")
+        }
+        data["rles"] = [rle for crop in per_crop for rle in crop["rles"]]
+        data["rle_crop"] = [i for i, crop in enumerate(per_crop) for _ in crop["rles"]]
+        if len(crop_boxes) > 1:
+            # Duplicates across crops: prefer the mask from the smaller crop.
+            start = time.perf_counter()
+            crop_xyxy = data["crop_boxes"]
+            scores = 1 / ((crop_xyxy[:, 2] - crop_xyxy[:, 0]) * (crop_xyxy[:, 3] - crop_xyxy[:, 1]))
+            keep = batched_nms(
+                data["boxes"].float(),
+                scores,
+                torch.zeros(len(scores), dtype=torch.int64),
+                self.crop_nms_thresh,
+            )
+            data = _select(data, keep)
+            self.timings["nms"] += time.perf_counter() - start
+        # Bring masks from crop frames into the image frame, only for those that were kept.
+        start = time.perf_counter()
+        full_rles = []
+        for rle, crop_index in zip(data["rles"], data["rle_crop"]):
+            full_rles.append(_uncrop_rle(rle, crop_boxes[crop_index], height, width))
+        data["rles"] = full_rles
+        self.timings["rle"] += time.perf_counter() - start
+        return data
+
+    def _process_crop(self, image: np.ndarray, crop_box: list[int], layer: int) -> dict[str, Any]:
+        x0, y0, x1, y1 = crop_box
+        crop = image[y0:y1, x0:x1, :]
+        crop_size = crop.shape[:2]
+        features, input_size = self._embed(crop)
+
+        points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
+        candidates = _Candidates()
+        for start in range(0, len(points), self.points_per_batch):
+            self._process_batch(
+                features, points[start : start + self.points_per_batch], input_size, crop_size, crop_box,
+                image.shape[:2], candidates,
+            )  # fmt: skip
+        data = candidates.stacked()
+
+        start = time.perf_counter()
+        keep = batched_nms(
+            data["boxes"].float(),
+            data["iou_preds"],
+            torch.zeros(len(data["rles"]), dtype=torch.int64),
+            self.box_nms_thresh,
+        )
+        data = _select(data, keep)
+        self.timings["nms"] += time.perf_counter() - start
+
+        offset = torch.tensor([x0, y0, x0, y0])
+        data["boxes"] = data["boxes"] + offset
+        data["points"] = data["points"] + offset[:2]
+        data["crop_boxes"] = torch.tensor([crop_box], dtype=torch.int64).repeat(len(data["rles"]), 1)
+        return data
+
+    def _embed(self, crop: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        start = time.perf_counter()
+        input_image = self.transform.apply_image(crop)
+        tensor = torch.as_tensor(input_image, device=self.device).permute(2, 0, 1).contiguous()[None]
+        features = self.model.image_encoder(self.model.preprocess(tensor))
+        self.timings["encoder"] += time.perf_counter() - start
+        return features, (int(input_image.shape[0]), int(input_image.shape[1]))
+
+    def _process_batch(
+        self,
+        features: torch.Tensor,
+        points: np.ndarray,
+        input_size: tuple[int, int],
+        crop_size: tuple[int, int],
+        crop_box: list[int],
+        image_size: tuple[int, int],
+        candidates: _Candidates,
+    ) -> None:
+        start = time.perf_counter()
+        coords = torch.as_tensor(self.transform.apply_coords(points, crop_size), device=self.device)
+        low_res, iou_preds, rows = decode_points(self.model, features, coords, self.pred_iou_thresh)
+        self.timings["decoder"] += time.perf_counter() - start
+
+        # Predicted-IoU filter, in the official order (point by point, its masks in order).
+        start = time.perf_counter()
+        iou_preds = iou_preds[rows]
+        point_tensor = torch.as_tensor(points)[rows.cpu()][:, None].expand(-1, iou_preds.shape[1], -1)
+        if self.pred_iou_thresh > 0.0:
+            keep = iou_preds > self.pred_iou_thresh
+            low_res, iou_preds, point_tensor = low_res[keep], iou_preds[keep], point_tensor[keep.cpu()]
+        else:
+            low_res, iou_preds, point_tensor = (
+                low_res.flatten(0, 1),
+                iou_preds.flatten(),
+                point_tensor.flatten(0, 1),
+            )
+        self.timings["filter"] += time.perf_counter() - start
+
+        # Upsample the survivors in chunks; each chunk is filtered and encoded before the next.
+        height, width = crop_size
+        img_size = self.model.image_encoder.img_size
+        bytes_per_mask = 4 * (img_size * img_size + 2 * height * width) + height * width
+        chunk = max(1, self.max_chunk_bytes // bytes_per_mask)
+        threshold = self.model.mask_threshold
+        for begin in range(0, low_res.shape[0], chunk):
+            start = time.perf_counter()
+            logits = self._upsample(low_res[begin : begin + chunk], input_size, crop_size)
+            self.timings["upsample"] += time.perf_counter() - start
+
+            start = time.perf_counter()
+            stability = stability_score(logits, threshold, self.stability_score_offset)
+            ious, pts = iou_preds[begin : begin + chunk], point_tensor[begin : begin + chunk]
+            if self.stability_score_thresh > 0.0:
+                keep = stability >= self.stability_score_thresh
+                logits, stability, ious, pts = logits[keep], stability[keep], ious[keep], pts[keep.cpu()]
+            masks = logits > threshold
+            del logits
+            boxes = masks_to_boxes(masks)
+            keep = ~boxes_near_crop_edge(boxes, crop_box, [0, 0, image_size[1], image_size[0]])
+            if not bool(keep.all()):
+                masks, boxes, stability, ious, pts = (
+                    masks[keep],
+                    boxes[keep],
+                    stability[keep],
+                    ious[keep],
+                    pts[keep],
+                )
+            areas = mask_areas(masks)
+            self.timings["filter"] += time.perf_counter() - start
+
+            start = time.perf_counter()
+            rles = encode_rle_batch(masks)
+            self.timings["rle"] += time.perf_counter() - start
+            candidates.add(
+                rles, boxes.cpu(), areas.cpu(), ious.float().cpu(), stability.float().cpu(), pts.cpu()
+            )
+
+    def _upsample(
+        self, low_res: torch.Tensor, input_size: tuple[int, int], crop_size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Low-res logits (N, 256, 256) → crop-size logits, the two bilinear resizes of
+        ``Sam.postprocess_masks`` (to the padded model frame, unpad, to the crop size)."""
+        img_size = self.model.image_encoder.img_size
+        masks = F.interpolate(low_res[:, None], (img_size, img_size), mode="bilinear", align_corners=False)
+        masks = masks[..., : input_size[0], : input_size[1]]
+        return F.interpolate(masks, crop_size, mode="bilinear", align_corners=False)[:, 0]
+
+    def _records(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.min_mask_region_area > 0:
+            start = time.perf_counter()
+            data = self._clean_small_regions(data)
+            self.timings["small_regions"] += time.perf_counter() - start
+        start = time.perf_counter()
+        if self.output_mode == "coco_rle":
+            segmentations = data["rles"]
+        elif self.output_mode == "binary_mask":
+            segmentations = [decode_rle(rle) for rle in data["rles"]]
+        else:
+            segmentations = [rle_to_uncompressed(rle) for rle in data["rles"]]
+        records = []
+        boxes = box_xyxy_to_xywh(data["boxes"]).tolist()
+        crop_boxes = box_xyxy_to_xywh(data["crop_boxes"]).tolist()
+        for i, segmentation in enumerate(segmentations):
+            records.append(
+                {
+                    "segmentation": segmentation,
+                    "area": int(data["areas"][i]),
+                    "bbox": boxes[i],
+                    "predicted_iou": float(data["iou_preds"][i]),
+                    "point_coords": [data["points"][i].tolist()],
+                    "stability_score": float(data["stability"][i]),
+                    "crop_box": crop_boxes[i],
+                }
+            )
+        self.timings["records"] += time.perf_counter() - start
+        return records
+
+    def _clean_small_regions(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Fill small holes, drop small islands, then NMS preferring masks that did not change."""
+        if not data["rles"]:
+            return data
+        unchanged = []
+        new_boxes = []
+        new_rles: list[RLE | None] = []
+        new_areas = []
+        for rle in data["rles"]:
+            mask = decode_rle(rle)
+            mask, holes_changed = remove_small_regions(mask, self.min_mask_region_area, "holes")
+            mask, islands_changed = remove_small_regions(mask, self.min_mask_region_area, "islands")
+            changed = holes_changed or islands_changed
+            unchanged.append(float(not changed))
+            tensor = torch.from_numpy(mask)[None]
+            new_boxes.append(masks_to_boxes(tensor)[0])
+            new_rles.append(encode_rle(mask) if changed else None)
+            new_areas.append(int(mask.sum()) if changed else None)
+        boxes = torch.stack(new_boxes)
+        scores = torch.tensor(unchanged)
+        keep = batched_nms(
+            boxes.float(), scores, torch.zeros(len(scores), dtype=torch.int64),
+            max(self.box_nms_thresh, self.crop_nms_thresh),
+        )  # fmt: skip
+        data = dict(data)
+        data["rles"] = list(data["rles"])
+        data["boxes"] = data["boxes"].clone()
+        data["areas"] = data["areas"].clone()
+        for i in keep.tolist():
+            if new_rles[i] is not None:
+                data["rles"][i] = new_rles[i]
+                data["boxes"][i] = boxes[i]
+                data["areas"][i] = new_areas[i]
+        return _select(data, keep)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        described = (
+            f"{type(image).__name__} {getattr(image, 'shape', '')} {getattr(image, 'dtype', '')}".strip()
+        )
+        raise ValueError(f"image must be an HxWx3 RGB uint8 numpy array, got {described}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image is empty: shape {image.shape}")
+    return image
+
+
+def _select(data: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
+    indices = keep.tolist()
+    out = {}
+    for key, value in data.items():
+        out[key] = value[keep] if isinstance(value, torch.Tensor) else [value[i] for i in indices]
+    return out
+
+
+def _uncrop_rle(rle: RLE, crop_box: list[int], height: int, width: int) -> RLE:
+    x0, y0, x1, y1 = crop_box
+    if (x0, y0, x1, y1) == (0, 0, width, height):
+        return rle
+    full = np.zeros((height, width), dtype=bool)
+    full[y0:y1, x0:x1] = decode_rle(rle)
+    return encode_rle(full)
