@@ -137,7 +137,7 @@ def test_mask_create_computes_geometry_and_round_trips_the_rle(users, project):
     )
     assert response.status_code == 201, response.json()
     body = response.json()
-    assert body["bbox"] == [5.0, 10.0, 25.0, 10.0] and body["area"] == 250  # computed, client values ignored
+    assert body["bbox"] == [5.0, 10.0, 24.0, 9.0] and body["area"] == 250  # computed (SA-1B: no +1)
     assert body["annotator"] == users["annotator"].pk and body["version"] == 1 and body["source"] == "manual"
     assert np.array_equal(decode_rle(body["segmentation"]), decode_rle(rle))
     listed = client.get(f"/api/images/{image.pk}/masks/").json()
@@ -216,7 +216,7 @@ def test_accepting_a_mask_stamps_accepted_at_and_new_rle_recomputes_geometry(use
         {"version": 1, "segmentation": encode_rle(mask), "status": "accepted"},
         format="json",
     ).json()
-    assert updated["area"] == 8 and updated["bbox"] == [0.0, 0.0, 2.0, 4.0]
+    assert updated["area"] == 8 and updated["bbox"] == [0.0, 0.0, 1.0, 3.0]
     assert Mask.objects.get(pk=created["id"]).accepted_at is not None
 
 
