@@ -1,0 +1,155 @@
+// COCO run-length encoding, byte-for-byte compatible with pycocotools.
+//
+// Masks in the browser are row-major Uint8Array (index y * width + x, value 0 or 1), the layout
+// of ImageData and canvas. COCO RLE runs down columns (Fortran order), starts with a run of
+// zeros (possibly empty) and stores the counts as a string: each count (from the fourth on, the
+// difference to the count two places back) is written in 5-bit groups, least significant first,
+// with bit 0x20 meaning "more groups follow" and 0x10 of the last group carrying the sign, each
+// group offset by 48 into printable ASCII. The arithmetic below uses plain Numbers (no 32-bit
+// bitwise shifts) so counts of images up to 2^53 pixels stay exact.
+
+/** Run lengths (column-major, starting with zeros) of a row-major 0/1 mask. */
+export function maskToCounts(mask, height, width) {
+  checkSize(height, width);
+  if (!mask || mask.length !== height * width) {
+    throw new RangeError(`mask has ${mask ? mask.length : 0} pixels, expected ${height}x${width}=${height * width}`);
+  }
+  const counts = [];
+  let current = 0; // value of the run being counted
+  let run = 0;
+  for (let x = 0; x < width; x++) {
+    for (let i = x; i < mask.length; i += width) {
+      const value = mask[i] ? 1 : 0;
+      if (value !== current) {
+        counts.push(run);
+        run = 0;
+        current = value;
+      }
+      run++;
+    }
+  }
+  counts.push(run);
+  return counts;
+}
+
+/** Row-major Uint8Array (0/1) from column-major run lengths. */
+export function countsToMask(counts, height, width) {
+  checkSize(height, width);
+  const total = height * width;
+  const mask = new Uint8Array(total);
+  let position = 0; // column-major pixel position
+  let value = 0;
+  for (const count of counts) {
+    if (!Number.isInteger(count) || count < 0) throw new RangeError(`RLE count ${count} is not a non-negative integer`);
+    if (position + count > total) throw new RangeError(`RLE counts exceed the ${height}x${width} mask size`);
+    if (value) {
+      for (let p = position; p < position + count; p++) {
+        const x = Math.floor(p / height);
+        mask[(p - x * height) * width + x] = 1;
+      }
+    }
+    position += count;
+    value ^= 1;
+  }
+  if (position !== total) throw new RangeError(`RLE counts add up to ${position} pixels, the size says ${total}`);
+  return mask;
+}
+
+/** Counts → pycocotools' compressed string. */
+export function countsToString(counts) {
+  let out = "";
+  for (let i = 0; i < counts.length; i++) {
+    let x = counts[i];
+    if (i > 2) x -= counts[i - 2];
+    let more = true;
+    while (more) {
+      let c = ((x % 32) + 32) % 32; // low five bits, two's complement
+      x = Math.floor(x / 32); // arithmetic shift right by 5
+      more = c & 0x10 ? x !== -1 : x !== 0;
+      if (more) c |= 0x20;
+      out += String.fromCharCode(c + 48);
+    }
+  }
+  return out;
+}
+
+/** pycocotools' compressed string → counts. */
+export function stringToCounts(text) {
+  if (typeof text !== "string") throw new TypeError("RLE counts string expected");
+  const counts = [];
+  let p = 0;
+  while (p < text.length) {
+    let x = 0;
+    let scale = 1; // 2 ** (5 * k)
+    let more = true;
+    while (more) {
+      if (p >= text.length) throw new RangeError("RLE counts string ends inside a number");
+      const c = text.charCodeAt(p) - 48;
+      if (c < 0 || c > 63) throw new RangeError(`invalid character ${JSON.stringify(text[p])} in RLE counts`);
+      x += (c & 0x1f) * scale;
+      scale *= 32;
+      more = (c & 0x20) !== 0;
+      p++;
+      if (!more && c & 0x10) x -= scale; // sign-extend
+    }
+    if (counts.length > 2) x += counts[counts.length - 2];
+    counts.push(x);
+  }
+  return counts;
+}
+
+/** Row-major 0/1 mask → {size: [h, w], counts: string} as pycocotools.mask.encode gives it. */
+export function encodeRle(mask, height, width) {
+  return { size: [height, width], counts: countsToString(maskToCounts(mask, height, width)) };
+}
+
+/** COCO RLE (string or uncompressed list counts) → row-major Uint8Array. */
+export function decodeRle(rle) {
+  const [height, width] = rleSize(rle);
+  const counts = typeof rle.counts === "string" ? stringToCounts(rle.counts) : rle.counts;
+  if (!Array.isArray(counts)) throw new TypeError("RLE counts must be a string or an array of integers");
+  return countsToMask(counts, height, width);
+}
+
+/** Number of foreground pixels, without decoding the mask. */
+export function rleArea(rle) {
+  rleSize(rle);
+  const counts = typeof rle.counts === "string" ? stringToCounts(rle.counts) : rle.counts;
+  let area = 0;
+  for (let i = 1; i < counts.length; i += 2) area += counts[i];
+  return area;
+}
+
+/** XYWH box of a row-major mask as pycocotools.mask.toBbox (w = x_max - x_min + 1); zeros when empty. */
+export function maskBbox(mask, height, width) {
+  let x0 = width;
+  let y0 = height;
+  let x1 = -1;
+  let y1 = -1;
+  for (let y = 0; y < height; y++) {
+    const row = y * width;
+    for (let x = 0; x < width; x++) {
+      if (mask[row + x]) {
+        if (x < x0) x0 = x;
+        if (x > x1) x1 = x;
+        if (y < y0) y0 = y;
+        y1 = y;
+      }
+    }
+  }
+  return x1 < 0 ? [0, 0, 0, 0] : [x0, y0, x1 - x0 + 1, y1 - y0 + 1];
+}
+
+export function rleSize(rle) {
+  if (!rle || typeof rle !== "object" || !Array.isArray(rle.size) || rle.size.length !== 2) {
+    throw new TypeError('RLE must be an object {size: [height, width], counts}');
+  }
+  checkSize(rle.size[0], rle.size[1]);
+  return rle.size;
+}
+
+function checkSize(height, width) {
+  if (!Number.isInteger(height) || !Number.isInteger(width) || height < 1 || width < 1) {
+    throw new RangeError(`mask size must be positive integers, got ${height}x${width}`);
+  }
+}
