@@ -195,9 +195,11 @@ class AnnotationPage {
   }
 
   setFallback(model) {
+    if (model === this.fallback) return; // once per image: a dismissed notice stays dismissed
     this.fallback = model;
     const notice = $("fallback-notice");
     notice.hidden = !model;
+    document.body.dataset.fallback = String(Boolean(model));
     if (model) {
       notice.textContent = `No model checkpoint is configured: masks come from the ${model} segmenter ` +
         "(OpenCV, no learning). Expect rougher edges; refine with clicks and the brush.";
@@ -787,6 +789,10 @@ class AnnotationPage {
       row.append(k, t);
       help.append(row);
     }
+    for (const id of ["fallback-notice", "move-on-hint", "flash"]) {
+      $(id).title = "Click to dismiss";
+      $(id).addEventListener("click", () => ($(id).hidden = true));
+    }
     $("nav-next").disabled = !this.config.nextImageUrl;
     $("nav-prev").disabled = !this.config.prevImageUrl;
     this.setTool("prompt");
@@ -801,9 +807,12 @@ class AnnotationPage {
     const failed = items.filter((o) => o.status === "failed").length;
     indicator.dataset.count = String(items.length);
     indicator.dataset.state = conflicts ? "conflict" : failed ? "failed" : items.length ? "pending" : "saved";
-    indicator.textContent = conflicts ? `${conflicts} conflict${conflicts > 1 ? "s" : ""}`
-      : failed ? `${failed} save${failed > 1 ? "s" : ""} failed`
-      : items.length ? `${items.length} pending save${items.length > 1 ? "s" : ""}` : "All saved";
+    const waiting = items.length - conflicts - failed;
+    const parts = [];
+    if (conflicts) parts.push(`${conflicts} conflict${conflicts > 1 ? "s" : ""}`);
+    if (failed) parts.push(`${failed} failed`);
+    if (waiting) parts.push(`${waiting} pending`);
+    indicator.textContent = parts.length ? parts.join(" · ") : "All saved";
     const list = $("pending-list");
     list.replaceChildren();
     for (const op of items) {
@@ -824,7 +833,20 @@ class AnnotationPage {
     const conflict = items.find((o) => o.status === "conflict");
     const notice = $("conflict-notice");
     notice.hidden = !conflict;
-    if (conflict) notice.textContent = conflict.lastError;
+    if (conflict) {
+      const reload = document.createElement("button");
+      reload.textContent = "Reload image";
+      reload.dataset.testid = "conflict-reload";
+      reload.addEventListener("click", () => {
+        this.leaving = true;
+        window.location.reload();
+      });
+      const discard = document.createElement("button");
+      discard.textContent = "Discard my change";
+      discard.dataset.testid = "conflict-discard";
+      discard.addEventListener("click", () => this.queue.discard(conflict.opId));
+      notice.replaceChildren(span("", conflict.lastError + " "), reload, " ", discard);
+    }
     // Reflect queue state on the list items of this image.
     let changed = false;
     for (const m of this.masks) {
