@@ -225,14 +225,13 @@ export class SaveQueue {
     if (!["create", "update", "delete"].includes(op.kind)) throw new TypeError(`unknown save kind ${op.kind}`);
     const state = this._read();
     const folded = this._fold(state, op);
-    if (!folded) {
-      state.ops.push({ ...op, opId: newOpId(), status: "pending", attempts: 0, lastError: null,
-        createdAt: Date.now() });
-    }
+    const queued = folded ? null : { ...op, opId: newOpId(), status: "pending", attempts: 0, lastError: null,
+      createdAt: Date.now() };
+    if (queued) state.ops.push(queued);
     this._write(state);
     this.onChange(this.items);
     this.flush();
-    return state.ops[state.ops.length - 1];
+    return queued; // null when folded into an earlier create
   }
 
   /** Fold an update/delete into a create that has not been sent yet; true when folded. */

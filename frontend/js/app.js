@@ -10,7 +10,7 @@ import { canvasToImage, clientToCanvas, dragDistance, imagePixel, imageToCanvas,
   panBy, wheelZoomFactor, zoomAt, canvasToClient } from "./geometry.js";
 import { actionForEvent, helpRows } from "./keymap.js";
 import { paintStroke, paletteColor, parseColor, samplePath } from "./maskops.js";
-import { decodeRle, encodeRle, maskBbox, rleArea } from "./rle.js";
+import { decodeRle, encodeRle, maskBbox, rleArea, rleBounds } from "./rle.js";
 import { EMPTY_DRAFT, History, currentDraftRle, cycleIndex, draftHasWork } from "./store.js";
 
 const DRAFT_RGB = [0, 229, 255];
@@ -54,10 +54,12 @@ class AnnotationPage {
     this.fallback = null;
     this.ready = false;
     this.predictSeq = 0;
-    this.predictAbort = null;
     this.deferredPredict = null;
     this.confirm = { action: null, until: 0 };
     this.decoded = new WeakMap(); // rle object → Uint8Array
+    this.boundsCache = new WeakMap(); // rle object → [x0, y0, x1, y1] | null
+    this.inFlight = 0;
+    this.editingKey = null;
     this.pointer = null;
     this.spaceDown = false;
 
@@ -159,13 +161,13 @@ class AnnotationPage {
       mask_index: maskInput && previous.candidates.length ? previous.candidateIndex : null,
       multimask: state.points.length + (state.box ? 1 : 0) === 1 && !maskInput,
     };
-    this.predictAbort?.abort();
-    const abort = new AbortController();
-    this.predictAbort = abort;
+    // Earlier requests are not aborted: each answer lands in the history entry that asked for it,
+    // so undo shows the right mask; only the entry on screen changes what is drawn.
     const requestId = state.requestId;
+    this.inFlight++;
     this.setStatus("Thinking…");
     try {
-      let answer = await this.api.predict(this.imageId, body, abort.signal);
+      const answer = await this.api.predict(this.imageId, body);
       if (answer?.state === "preparing") {
         this.deferredPredict = previous;
         this.prepare();
@@ -185,12 +187,13 @@ class AnnotationPage {
         candidates, candidateIndex: best, logitsHandle: answer?.logits_handle ?? null, waiting: false,
       });
       this.setFallback(answer?.fallback ? answer.model || "classic" : null);
-      this.setStatus("Ready");
+      if (this.inFlight === 1) this.setStatus("Ready");
     } catch (error) {
-      if (error?.name === "AbortError") return;
       this.history.patchWhere((s) => s.requestId === requestId, { waiting: false });
       this.showError(`The model did not answer (${error.message}). Your prompt is kept: click again, or Ctrl+Z.`);
       this.setStatus("Model error");
+    } finally {
+      this.inFlight--;
     }
   }
 
@@ -225,7 +228,11 @@ class AnnotationPage {
     const d = this.history.state;
     this.view.setDraftMask(this.draftMask(), DRAFT_RGB);
     this.view.setMarkers({ points: d.points, box: d.box });
-    this.refreshStoredOverlay(); // the mask being edited is hidden from the stored layer
+    const editingKey = d.baseMask?.key ?? null;
+    if (editingKey !== this.editingKey) {
+      this.editingKey = editingKey;
+      this.refreshStoredOverlay(); // the mask being edited is hidden from the stored layer
+    }
     const info = $("draft-info");
     const rle = currentDraftRle(d);
     const cand = d.candidates[d.candidateIndex];
@@ -271,11 +278,15 @@ class AnnotationPage {
 
   refreshStoredOverlay() {
     if (!this.info) return;
-    const layers = this.visibleMasks().map((m, i) => ({
-      mask: this.decode(m.segmentation),
-      rgb: this.maskRgb(m, i),
-      selected: m.key === this.selectedKey,
-    }));
+    const layers = this.visibleMasks().map((m, i) => {
+      if (!this.boundsCache.has(m.segmentation)) this.boundsCache.set(m.segmentation, rleBounds(m.segmentation));
+      return {
+        mask: this.decode(m.segmentation),
+        rgb: this.maskRgb(m, i),
+        selected: m.key === this.selectedKey,
+        bounds: this.boundsCache.get(m.segmentation),
+      };
+    });
     this.view.setStoredMasks(layers);
   }
 
@@ -764,7 +775,10 @@ class AnnotationPage {
       if (e.key === this.queue.key) this.renderPending();
     });
     for (const button of document.querySelectorAll("[data-action]")) {
-      button.addEventListener("click", () => this.run(button.dataset.action));
+      button.addEventListener("click", () => {
+        this.run(button.dataset.action);
+        if (!this.pickerOpen) this.canvas.focus(); // keys go to the page, not to the clicked button
+      });
     }
     $("label-search").addEventListener("input", () => {
       this.pickerIndex = 0;

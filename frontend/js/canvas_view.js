@@ -64,12 +64,19 @@ export class CanvasView {
     this.requestRender();
   }
 
-  /** masks: [{mask: Uint8Array, rgb: [r,g,b], selected: bool}] painted in order. */
+  /** masks: [{mask: Uint8Array, rgb: [r,g,b], selected: bool, bounds}] painted in order. */
   setStoredMasks(masks) {
     if (!this.width) return;
     const rgba = new Uint8ClampedArray(this.width * this.height * 4);
-    for (const m of masks) paintOverlay(rgba, m.mask, this.width, this.height, m.rgb, m.selected ? 0.6 : 0.4);
-    for (const m of masks) if (m.selected) paintOverlay(rgba, m.mask, this.width, this.height, [255, 255, 255], 0, true);
+    for (const m of masks) {
+      if (m.bounds === null) continue; // empty mask
+      paintOverlay(rgba, m.mask, this.width, this.height, m.rgb, m.selected ? 0.6 : 0.4, true, m.bounds);
+    }
+    for (const m of masks) {
+      if (m.selected && m.bounds !== null) {
+        paintOverlay(rgba, m.mask, this.width, this.height, [255, 255, 255], 0, true, m.bounds);
+      }
+    }
     this._put(this.storedLayer, rgba);
     this.requestRender();
   }

@@ -74,14 +74,16 @@ export function paletteColor(index) {
 /**
  * Paint a mask into an RGBA buffer (ImageData.data layout, same size): the interior tinted with
  * `fillAlpha`, boundary pixels (a 4-neighbour outside the mask) opaque so edges read clearly.
- * Later calls paint over earlier ones, so one buffer holds many masks.
+ * Later calls paint over earlier ones, so one buffer holds many masks. `bounds` ([x0, y0, x1, y1],
+ * inclusive) limits the work to the mask's box, which matters with hundreds of automatic masks.
  */
-export function paintOverlay(rgba, mask, width, height, rgb, fillAlpha = 0.45, outline = true) {
+export function paintOverlay(rgba, mask, width, height, rgb, fillAlpha = 0.45, outline = true, bounds = null) {
   const [r, g, b] = rgb;
   const fill = Math.round(fillAlpha * 255);
-  for (let y = 0; y < height; y++) {
+  const [bx0, by0, bx1, by1] = bounds ?? [0, 0, width - 1, height - 1];
+  for (let y = Math.max(0, by0); y <= Math.min(height - 1, by1); y++) {
     const row = y * width;
-    for (let x = 0; x < width; x++) {
+    for (let x = Math.max(0, bx0); x <= Math.min(width - 1, bx1); x++) {
       const i = row + x;
       if (!mask[i]) continue;
       const edge = outline && (x === 0 || y === 0 || x === width - 1 || y === height - 1 ||

@@ -153,3 +153,36 @@ function checkSize(height, width) {
     throw new RangeError(`mask size must be positive integers, got ${height}x${width}`);
   }
 }
+
+/**
+ * Inclusive pixel bounds [x0, y0, x1, y1] of the foreground, from the runs alone (no decoding), or
+ * null for an empty mask. Lets overlays touch only the pixels near each mask.
+ */
+export function rleBounds(rle) {
+  const [height] = rleSize(rle);
+  const counts = typeof rle.counts === "string" ? stringToCounts(rle.counts) : rle.counts;
+  let x0 = Infinity;
+  let y0 = Infinity;
+  let x1 = -1;
+  let y1 = -1;
+  let position = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const start = position;
+    position += counts[i];
+    if (i % 2 === 0 || counts[i] === 0) continue;
+    const end = position - 1; // last foreground pixel of this run (column-major)
+    const firstColumn = Math.floor(start / height);
+    const lastColumn = Math.floor(end / height);
+    x0 = Math.min(x0, firstColumn);
+    x1 = Math.max(x1, lastColumn);
+    if (firstColumn === lastColumn) {
+      y0 = Math.min(y0, start - firstColumn * height);
+      y1 = Math.max(y1, end - firstColumn * height);
+    } else {
+      // A run that wraps into the next column touches the bottom row of one and the top of the next.
+      y0 = 0;
+      y1 = height - 1;
+    }
+  }
+  return x1 < 0 ? null : [x0, y0, x1, y1];
+}

@@ -57,4 +57,8 @@ test("overlay fills the inside translucent and the outline opaque", () => {
   assert.deepEqual([...rgba.slice((1 * w + 2) * 4, (1 * w + 2) * 4 + 3)], [10, 20, 30]);
   assert.equal(rgba[0 + 3], 0); // outside untouched
   assert.equal(sum(mask), 9);
+  const bounded = paintOverlay(new Uint8ClampedArray(100), mask, 5, 5, [10, 20, 30], 0.5, true, [1, 1, 3, 3]);
+  assert.deepEqual(bounded, rgba); // painting inside the mask's bounds gives the same picture
+  const clipped = paintOverlay(new Uint8ClampedArray(100), mask, 5, 5, [10, 20, 30], 0.5, true, [1, 1, 1, 3]);
+  assert.equal(clipped[(2 * w + 2) * 4 + 3], 0);
 });

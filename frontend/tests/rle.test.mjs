@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
-  countsToString, decodeRle, encodeRle, maskBbox, maskToCounts, rleArea, stringToCounts,
+  countsToString, decodeRle, encodeRle, maskBbox, maskToCounts, rleArea, rleBounds, stringToCounts,
 } from "../js/rle.js";
 
 const fixtures = JSON.parse(readFileSync(new URL("./fixtures/rle_pycocotools.json", import.meta.url), "utf8"));
@@ -34,6 +34,9 @@ for (const f of fixtures) {
   test(`area and bbox agree with pycocotools: ${f.name}`, () => {
     assert.equal(rleArea({ size: [f.height, f.width], counts: f.counts }), f.area);
     assert.deepEqual(maskBbox(mask, f.height, f.width), f.bbox);
+    const [x, y, w, h] = f.bbox;
+    const bounds = rleBounds({ size: [f.height, f.width], counts: f.counts });
+    assert.deepEqual(bounds, f.area ? [x, y, x + w - 1, y + h - 1] : null);
   });
 }
 
