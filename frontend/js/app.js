@@ -215,6 +215,11 @@ class AnnotationPage {
     return rle ? this.decode(rle) : null;
   }
 
+  boundsOf(rle) {
+    if (!this.boundsCache.has(rle)) this.boundsCache.set(rle, rleBounds(rle));
+    return this.boundsCache.get(rle);
+  }
+
   decode(rle) {
     let mask = this.decoded.get(rle);
     if (!mask) {
@@ -226,7 +231,12 @@ class AnnotationPage {
 
   onDraftChange() {
     const d = this.history.state;
-    this.view.setDraftMask(this.draftMask(), DRAFT_RGB);
+    const shownRle = currentDraftRle(d);
+    if (shownRle !== this.shownRle) {
+      // Only when the mask itself changed: not for a new point still waiting for its answer.
+      this.shownRle = shownRle;
+      this.view.setDraftMask(this.draftMask(), DRAFT_RGB, shownRle ? this.boundsOf(shownRle) : null);
+    }
     this.view.setMarkers({ points: d.points, box: d.box });
     const editingKey = d.baseMask?.key ?? null;
     if (editingKey !== this.editingKey) {
@@ -247,9 +257,11 @@ class AnnotationPage {
     $("candidate-indicator").textContent = d.candidates.length ? `${d.candidateIndex + 1}/${d.candidates.length}` : "–";
     $("undo-button").disabled = !this.history.canUndo;
     $("redo-button").disabled = !this.history.canRedo;
+    this.tick();
   }
 
   tick() {
+    if (!this.effort) return;
     const d = this.history.state;
     const active = draftHasWork(d) && this.effort.started;
     $("mask-timer").textContent = active ? `${Math.round(this.effort.seconds)} s · ${this.effort.clicks} clicks` : "";
@@ -279,12 +291,11 @@ class AnnotationPage {
   refreshStoredOverlay() {
     if (!this.info) return;
     const layers = this.visibleMasks().map((m, i) => {
-      if (!this.boundsCache.has(m.segmentation)) this.boundsCache.set(m.segmentation, rleBounds(m.segmentation));
       return {
         mask: this.decode(m.segmentation),
         rgb: this.maskRgb(m, i),
         selected: m.key === this.selectedKey,
-        bounds: this.boundsCache.get(m.segmentation),
+        bounds: this.boundsOf(m.segmentation),
       };
     });
     this.view.setStoredMasks(layers);
@@ -424,7 +435,7 @@ class AnnotationPage {
     this.effort.reset();
     this.renderMaskList();
     this.refreshStoredOverlay();
-    this.flash("Mask saved" + (this.queue.pendingCount ? " (sending…)" : ""));
+    this.flash("Mask accepted; the indicator at the top shows when it is stored.");
   }
 
   deleteSelected() {
@@ -755,6 +766,7 @@ class AnnotationPage {
     c.addEventListener("pointercancel", () => {
       this.pointer = null;
       this.view.setMarkers({ dragBox: null, path: null });
+      this.shownRle = undefined; // repaint the draft layer over an abandoned brush preview
       this.onDraftChange();
     });
     c.addEventListener("pointerleave", () => this.view.setMarkers({ brush: null }));

@@ -31,6 +31,8 @@ export class CanvasView {
   }
 
   setImage(image, width, height) {
+    this._draftRgba = null;
+    this._draftBounds = null;
     this.image = image;
     this.width = width;
     this.height = height;
@@ -81,16 +83,38 @@ export class CanvasView {
     this.requestRender();
   }
 
-  setDraftMask(mask, rgb) {
+  /**
+   * The mask being made. Called after every model answer, so it reuses one RGBA buffer and only
+   * clears and repaints the union of the old and new mask bounds ([x0, y0, x1, y1] or null).
+   */
+  setDraftMask(mask, rgb, bounds = undefined) {
     if (!this.width) return;
-    const rgba = new Uint8ClampedArray(this.width * this.height * 4);
-    if (mask) paintOverlay(rgba, mask, this.width, this.height, rgb, 0.5, true);
-    this._put(this.draftLayer, rgba);
+    const { width, height } = this;
+    if (!this._draftRgba) this._draftRgba = new Uint8ClampedArray(width * height * 4);
+    const full = [0, 0, width - 1, height - 1];
+    const next = mask ? (bounds === undefined ? full : bounds) : null;
+    const previous = this._draftBounds ?? null;
+    const dirty = union(previous, next);
+    if (!dirty) return;
+    const rgba = this._draftRgba;
+    for (let y = dirty[1]; y <= dirty[3]; y++) rgba.fill(0, (y * width + dirty[0]) * 4, (y * width + dirty[2] + 1) * 4);
+    if (mask && next) paintOverlay(rgba, mask, width, height, rgb, 0.5, true, next);
+    this._draftBounds = next;
+    // Also forget brush previews drawn straight onto the layer: clear it where they may be.
+    const ctx = this.draftLayer.getContext("2d");
+    const image = new ImageData(rgba, width, height);
+    if (this._previewDirty) {
+      ctx.putImageData(image, 0, 0);
+      this._previewDirty = false;
+    } else {
+      ctx.putImageData(image, 0, 0, dirty[0], dirty[1], dirty[2] - dirty[0] + 1, dirty[3] - dirty[1] + 1);
+    }
     this.requestRender();
   }
 
   /** Live brush/eraser feedback on the draft layer before the stroke is committed to the mask. */
   strokePreview(a, b, radius, erase, rgb) {
+    this._previewDirty = true;
     const ctx = this.draftLayer.getContext("2d");
     ctx.save();
     ctx.globalCompositeOperation = erase ? "destination-out" : "source-over";
@@ -203,4 +227,11 @@ export class CanvasView {
   _put(layer, rgba) {
     layer.getContext("2d").putImageData(new ImageData(rgba, this.width, this.height), 0, 0);
   }
+}
+
+/** Smallest [x0, y0, x1, y1] containing both boxes (either may be null). */
+function union(a, b) {
+  if (!a) return b;
+  if (!b) return a;
+  return [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];
 }

@@ -8,27 +8,44 @@
 // group offset by 48 into printable ASCII. The arithmetic below uses plain Numbers (no 32-bit
 // bitwise shifts) so counts of images up to 2^53 pixels stay exact.
 
+const TILE = 32;
+
+/** Row-major HxW → column-major (or back, with the sizes swapped), tile by tile to stay in cache. */
+function transpose(source, rows, cols) {
+  const out = new Uint8Array(source.length);
+  for (let r0 = 0; r0 < rows; r0 += TILE) {
+    const r1 = Math.min(rows, r0 + TILE);
+    for (let c0 = 0; c0 < cols; c0 += TILE) {
+      const c1 = Math.min(cols, c0 + TILE);
+      for (let r = r0; r < r1; r++) {
+        const row = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = source[row + c];
+      }
+    }
+  }
+  return out;
+}
+
 /** Run lengths (column-major, starting with zeros) of a row-major 0/1 mask. */
 export function maskToCounts(mask, height, width) {
   checkSize(height, width);
   if (!mask || mask.length !== height * width) {
     throw new RangeError(`mask has ${mask ? mask.length : 0} pixels, expected ${height}x${width}=${height * width}`);
   }
+  const columnMajor = width === 1 ? mask : transpose(mask, height, width);
   const counts = [];
   let current = 0; // value of the run being counted
-  let run = 0;
-  for (let x = 0; x < width; x++) {
-    for (let i = x; i < mask.length; i += width) {
-      const value = mask[i] ? 1 : 0;
-      if (value !== current) {
-        counts.push(run);
-        run = 0;
-        current = value;
-      }
-      run++;
+  let runStart = 0;
+  const n = columnMajor.length;
+  for (let p = 0; p < n; p++) {
+    const value = columnMajor[p] ? 1 : 0;
+    if (value !== current) {
+      counts.push(p - runStart);
+      runStart = p;
+      current = value;
     }
   }
-  counts.push(run);
+  counts.push(n - runStart);
   return counts;
 }
 
@@ -36,23 +53,17 @@ export function maskToCounts(mask, height, width) {
 export function countsToMask(counts, height, width) {
   checkSize(height, width);
   const total = height * width;
-  const mask = new Uint8Array(total);
-  let position = 0; // column-major pixel position
-  let value = 0;
-  for (const count of counts) {
+  const columnMajor = new Uint8Array(total);
+  let position = 0;
+  for (let i = 0; i < counts.length; i++) {
+    const count = counts[i];
     if (!Number.isInteger(count) || count < 0) throw new RangeError(`RLE count ${count} is not a non-negative integer`);
     if (position + count > total) throw new RangeError(`RLE counts exceed the ${height}x${width} mask size`);
-    if (value) {
-      for (let p = position; p < position + count; p++) {
-        const x = Math.floor(p / height);
-        mask[(p - x * height) * width + x] = 1;
-      }
-    }
+    if (i % 2 === 1 && count) columnMajor.fill(1, position, position + count);
     position += count;
-    value ^= 1;
   }
   if (position !== total) throw new RangeError(`RLE counts add up to ${position} pixels, the size says ${total}`);
-  return mask;
+  return width === 1 ? columnMajor : transpose(columnMajor, width, height);
 }
 
 /** Counts → pycocotools' compressed string. */
