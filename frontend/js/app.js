@@ -85,7 +85,7 @@ class AnnotationPage {
     ]);
     this.labels = labels;
     this.info = info;
-    const image = await loadImage(`${this.api.apiBase}/images/${this.imageId}/file`);
+    const image = await loadImage(info.file_url || `${this.api.apiBase}/images/${this.imageId}/file`);
     if (image.naturalWidth !== info.width || image.naturalHeight !== info.height) {
       this.showError(`The image file is ${image.naturalWidth}×${image.naturalHeight} but the server says ` +
         `${info.width}×${info.height}; masks would not line up. Please report this image.`);
@@ -105,7 +105,18 @@ class AnnotationPage {
   }
 
   // ---------------------------------------------------------------- model: prepare & predict
-  async prepare() {
+  /** Make sure the image's embedding exists; one polling loop at a time however often it is asked. */
+  prepare() {
+    if (!this._preparation) {
+      this._preparation = this._prepareLoop().finally(() => {
+        this._preparation = null;
+      });
+    }
+    return this._preparation;
+  }
+
+  async _prepareLoop() {
+    this.prepared = false;
     let delay = 500;
     for (let attempt = 0; attempt < 600; attempt++) {
       let answer;
@@ -120,6 +131,7 @@ class AnnotationPage {
       await sleep(delay);
       delay = Math.min(4000, delay * 1.5);
     }
+    this.prepared = true;
     this.setPreparing(false);
     if (this.deferredPredict) {
       const previous = this.deferredPredict;
@@ -147,8 +159,10 @@ class AnnotationPage {
   async sendPredict(previous) {
     const state = this.history.state;
     if (!state.points.length && !state.box) return;
-    if (this.preparing) {
-      this.deferredPredict = previous;
+    if (!this.prepared) {
+      // Prompts placed before the embedding is ready are sent as soon as it is.
+      this.deferredPredict = this.deferredPredict ?? previous;
+      this.setStatus(this.preparing ? "Preparing image…" : "Waiting for the model…");
       return;
     }
     const maskInput = previous.logitsHandle ?? (previous.baseMask && !previous.candidates.length && !previous.edited
@@ -169,7 +183,8 @@ class AnnotationPage {
     try {
       const answer = await this.api.predict(this.imageId, body);
       if (answer?.state === "preparing") {
-        this.deferredPredict = previous;
+        this.deferredPredict = this.deferredPredict ?? previous;
+        this.prepared = false;
         this.prepare();
         return;
       }
