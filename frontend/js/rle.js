@@ -26,44 +26,119 @@ function transpose(source, rows, cols) {
   return out;
 }
 
-/** Run lengths (column-major, starting with zeros) of a row-major 0/1 mask. */
+/**
+ * Run lengths (column-major, starting with zeros) of a row-major 0/1 mask.
+ *
+ * One cache-friendly pass in row-major order finds where the column-major stream changes value:
+ * at (x, y > 0) when the pixel differs from the one above it, at (x, 0) when it differs from the
+ * bottom pixel of the previous column. A counting sort by column puts those change positions in
+ * stream order; the runs are their differences.
+ */
 export function maskToCounts(mask, height, width) {
   checkSize(height, width);
   if (!mask || mask.length !== height * width) {
     throw new RangeError(`mask has ${mask ? mask.length : 0} pixels, expected ${height}x${width}=${height * width}`);
   }
-  const columnMajor = width === 1 ? mask : transpose(mask, height, width);
-  const counts = [];
-  let current = 0; // value of the run being counted
-  let runStart = 0;
-  const n = columnMajor.length;
-  for (let p = 0; p < n; p++) {
-    const value = columnMajor[p] ? 1 : 0;
-    if (value !== current) {
-      counts.push(p - runStart);
-      runStart = p;
-      current = value;
+  let changes = new Int32Array(1024); // pairs (x, y), in row-major order
+  let n = 0;
+  const push = (x, y) => {
+    if (n * 2 + 2 > changes.length) {
+      const grown = new Int32Array(changes.length * 2);
+      grown.set(changes);
+      changes = grown;
+    }
+    changes[n * 2] = x;
+    changes[n * 2 + 1] = y;
+    n++;
+  };
+  const last = (height - 1) * width;
+  for (let x = 0; x < width; x++) {
+    const before = x === 0 ? 0 : mask[last + x - 1] ? 1 : 0;
+    if ((mask[x] ? 1 : 0) !== before) push(x, 0);
+  }
+  // Rows are mostly equal to the row above: compare four pixels at a time where rows are aligned.
+  const words = width % 4 === 0 && mask.byteOffset % 4 === 0 && mask.BYTES_PER_ELEMENT === 1
+    ? new Uint32Array(mask.buffer, mask.byteOffset, mask.length / 4) : null;
+  const wordsPerRow = width / 4;
+  for (let y = 1; y < height; y++) {
+    const row = y * width;
+    const above = row - width;
+    if (words) {
+      const rowWord = y * wordsPerRow;
+      for (let k = 0; k < wordsPerRow; k++) {
+        if (words[rowWord + k] === words[rowWord - wordsPerRow + k]) continue;
+        for (let x = k * 4; x < k * 4 + 4; x++) {
+          if ((mask[row + x] ? 1 : 0) !== (mask[above + x] ? 1 : 0)) push(x, y);
+        }
+      }
+    } else {
+      for (let x = 0; x < width; x++) {
+        if (mask[row + x] !== mask[above + x] && (mask[row + x] ? 1 : 0) !== (mask[above + x] ? 1 : 0)) push(x, y);
+      }
     }
   }
-  counts.push(n - runStart);
+  // Counting sort by column; rows stay in increasing order within a column.
+  const perColumn = new Int32Array(width + 1);
+  for (let i = 0; i < n; i++) perColumn[changes[i * 2] + 1]++;
+  for (let x = 0; x < width; x++) perColumn[x + 1] += perColumn[x];
+  const positions = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = changes[i * 2];
+    positions[perColumn[x]++] = x * height + changes[i * 2 + 1];
+  }
+  const counts = new Array(n + 1);
+  let previous = 0;
+  for (let i = 0; i < n; i++) {
+    counts[i] = positions[i] - previous;
+    previous = positions[i];
+  }
+  counts[n] = height * width - previous;
   return counts;
 }
 
-/** Row-major Uint8Array (0/1) from column-major run lengths. */
+/**
+ * Row-major Uint8Array (0/1) from column-major run lengths.
+ *
+ * The inverse of maskToCounts' trick: mark where the stream changes value inside a column (y > 0),
+ * set row 0 from the run covering each column's first pixel, then fill each row as the row above
+ * XOR its change marks, four pixels at a time where rows are aligned.
+ */
 export function countsToMask(counts, height, width) {
   checkSize(height, width);
   const total = height * width;
-  const columnMajor = new Uint8Array(total);
+  const mask = new Uint8Array(total);
   let position = 0;
+  let column = 0; // next column whose row-0 value is still to be set
   for (let i = 0; i < counts.length; i++) {
     const count = counts[i];
     if (!Number.isInteger(count) || count < 0) throw new RangeError(`RLE count ${count} is not a non-negative integer`);
     if (position + count > total) throw new RangeError(`RLE counts exceed the ${height}x${width} mask size`);
-    if (i % 2 === 1 && count) columnMajor.fill(1, position, position + count);
-    position += count;
+    const end = position + count;
+    // Row 0 of each column whose first pixel falls in this run takes the run's value.
+    for (; column * height < end; column++) if (i % 2 === 1) mask[column] = 1;
+    // The stream changes value where this run starts; inside a column that is a change mark.
+    // (An empty run marks its position twice, which cancels, as it should.)
+    if (i > 0 && position < total) {
+      const x = Math.floor(position / height);
+      const y = position - x * height;
+      if (y > 0) mask[y * width + x] ^= 1;
+    }
+    position = end;
   }
   if (position !== total) throw new RangeError(`RLE counts add up to ${position} pixels, the size says ${total}`);
-  return width === 1 ? columnMajor : transpose(columnMajor, width, height);
+  const aligned = width % 4 === 0;
+  const words = aligned ? new Uint32Array(mask.buffer) : null;
+  const wordsPerRow = width / 4;
+  for (let y = 1; y < height; y++) {
+    if (aligned) {
+      const row = y * wordsPerRow;
+      for (let k = 0; k < wordsPerRow; k++) words[row + k] ^= words[row - wordsPerRow + k];
+    } else {
+      const row = y * width;
+      for (let x = 0; x < width; x++) mask[row + x] ^= mask[row - width + x];
+    }
+  }
+  return mask;
 }
 
 /** Counts → pycocotools' compressed string. */

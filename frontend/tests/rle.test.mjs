@@ -64,3 +64,51 @@ test("bad input is rejected with a reason", () => {
   assert.throws(() => stringToCounts("P"), /ends inside a number/);
   assert.throws(() => encodeRle(new Uint8Array(5), 2, 3), /expected 2x3=6/);
 });
+
+/** The definition, written the slow obvious way: walk the mask in column-major order. */
+function naiveCounts(mask, height, width) {
+  const counts = [];
+  let current = 0;
+  let run = 0;
+  for (let x = 0; x < width; x++) {
+    for (let y = 0; y < height; y++) {
+      const v = mask[y * width + x] ? 1 : 0;
+      if (v !== current) {
+        counts.push(run);
+        run = 0;
+        current = v;
+      }
+      run++;
+    }
+  }
+  counts.push(run);
+  return counts;
+}
+
+test("random masks of many shapes round-trip and match the column-major definition", () => {
+  let seed = 12345;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let trial = 0; trial < 200; trial++) {
+    const height = 1 + Math.floor(random() * 23);
+    const width = 1 + Math.floor(random() * 23);
+    const density = random();
+    const mask = new Uint8Array(height * width);
+    for (let i = 0; i < mask.length; i++) mask[i] = random() < density ? 1 : 0;
+    const counts = maskToCounts(mask, height, width);
+    assert.deepEqual(counts, naiveCounts(mask, height, width), `${height}x${width}`);
+    assert.deepEqual(decodeRle(encodeRle(mask, height, width)), mask, `${height}x${width}`);
+  }
+});
+
+test("masks with values other than 0/1 count as foreground; empty runs decode as nothing", () => {
+  const mask = Uint8Array.from([0, 255, 7, 0, 1, 1, 0, 0]); // 2x4
+  assert.deepEqual(maskToCounts(mask, 2, 4), naiveCounts(mask, 2, 4));
+  assert.deepEqual(decodeRle({ size: [2, 2], counts: [1, 0, 0, 2, 1] }), Uint8Array.from([0, 1, 1, 0]));
+});
+
+test("a mask that is a view into a larger buffer encodes the same", () => {
+  const backing = new Uint8Array(3 + 8 * 4);
+  const mask = backing.subarray(3); // unaligned view: no 4-byte shortcut
+  mask.set([1, 1, 0, 0, 0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0]);
+  assert.deepEqual(maskToCounts(mask, 8, 4), naiveCounts(mask, 8, 4));
+});
