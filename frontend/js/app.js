@@ -300,7 +300,9 @@ class AnnotationPage {
 
   visibleMasks() {
     const editing = this.history.state.baseMask?.key;
-    return this.masks.filter((m) => m.status !== "rejected" && !m.pendingDelete && m.key !== editing);
+    // Rejected masks stay off the image unless selected, so the annotator can look at one to fix it.
+    return this.masks.filter((m) => (m.status !== "rejected" || m.key === this.selectedKey) && !m.pendingDelete &&
+      m.key !== editing && m.segmentation);
   }
 
   refreshStoredOverlay() {
@@ -338,7 +340,8 @@ class AnnotationPage {
       if (index >= 0) this.masks.splice(index, 1);
     } else if (data && index >= 0) {
       const wasSelected = this.masks[index].key === this.selectedKey;
-      this.masks[index] = { ...data, key: `id:${data.id}`, localId: op.localId ?? this.masks[index].localId, pending: false };
+      this.masks[index] = { ...this.masks[index], ...data, key: `id:${data.id}`,
+        localId: op.localId ?? this.masks[index].localId, pending: false };
       if (wasSelected) this.selectedKey = this.masks[index].key;
       const base = this.history.state.baseMask;
       if (base && (base.localId === op.localId || base.id === data.id)) {
@@ -374,7 +377,7 @@ class AnnotationPage {
         span("mask-score", score, "mask-score"),
         span("mask-author", author ?? (m.source === "auto" ? "model" : "–"), "mask-author"));
       if (m.status && m.status !== "accepted") item.append(span("badge status", m.status, "mask-status"));
-      if (m.review_note) item.title = `Review note: ${m.review_note}`;
+      if (m.review_note) item.append(span("mask-note", `Review: ${m.review_note}`, "mask-note"));
       if (m.pending) item.append(span("badge pending", m.opStatus === "conflict" ? "conflict" : "saving…", "mask-pending"));
       item.addEventListener("click", () => this.select(m.key));
       item.addEventListener("dblclick", () => this.editMask(m.key));
