@@ -91,6 +91,8 @@ class AnnotationPage {
         `${info.width}×${info.height}; masks would not line up. Please report this image.`);
     }
     this.view.setImage(image, info.width, info.height);
+    // Brush radius is in image pixels: start at a size that is usable on this image.
+    this.setBrushRadius(Math.max(4, Math.round(Math.min(info.width, info.height) / 80)));
     this.masks = masks.map((m) => ({ ...m, key: `id:${m.id}`, pending: false }));
     this.applyPendingOps();
     this.renderMaskList();
