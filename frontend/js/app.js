@@ -40,7 +40,7 @@ class AnnotationPage {
   constructor(config) {
     this.config = config;
     this.imageId = config.imageId;
-    this.api = new ApiClient({ apiBase: config.apiBase, csrfToken: config.csrfToken });
+    this.api = new ApiClient({ apiBase: config.apiBase, csrfToken: config.csrfToken || csrfCookie() });
     this.history = new History(EMPTY_DRAFT);
     this.effort = new MaskEffort();
     this.labels = config.labels ?? [];
@@ -286,8 +286,9 @@ class AnnotationPage {
   }
 
   // ---------------------------------------------------------------- stored masks
-  labelById(id) {
-    return this.labels.find((l) => l.id === id) ?? null;
+  labelById(label) {
+    const id = label && typeof label === "object" ? label.id : label; // an id, or a nested {id, name}
+    return this.labels.find((l) => String(l.id) === String(id)) ?? null;
   }
 
   maskRgb(mask, index) {
@@ -820,6 +821,9 @@ class AnnotationPage {
       e.stopPropagation();
       this.onPickerKey(e);
     });
+    // A click on the dimmed backdrop closes a dialog.
+    $("help-overlay").addEventListener("click", (e) => e.target === e.currentTarget && this.toggleHelp(false));
+    $("label-picker").addEventListener("click", (e) => e.target === e.currentTarget && this.closePicker());
     $("pending-indicator").addEventListener("click", () => {
       const panel = $("pending-panel");
       panel.hidden = !panel.hidden;
@@ -997,6 +1001,12 @@ function kbd(text) {
   const node = document.createElement("kbd");
   node.textContent = text;
   return node;
+}
+
+/** Django's CSRF cookie, for pages rendered without a token in the config. */
+function csrfCookie() {
+  const match = /(?:^|;\s*)csrftoken=([^;]+)/.exec(document.cookie);
+  return match ? decodeURIComponent(match[1]) : "";
 }
 
 function round2(v) {

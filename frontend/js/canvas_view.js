@@ -44,11 +44,13 @@ export class CanvasView {
   fit() {
     if (!this.width) return;
     this.view = fitView(this.width, this.height, this.cssWidth, this.cssHeight);
+    this._autoFit = true; // keep fitting on window resizes until the user zooms or pans
     this.requestRender();
   }
 
   setView(view) {
     this.view = view;
+    this._autoFit = false;
     this.requestRender();
   }
 
