@@ -31,10 +31,14 @@ def editable_image(request: Request, pk: int) -> Image:
 
 
 class PredictRequest(serializers.Serializer):
-    points = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()), required=False)
+    points = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()), required=False
+    )
     labels = serializers.ListField(child=serializers.IntegerField(), required=False)
     box = serializers.ListField(child=serializers.FloatField(), allow_null=True, required=False)
-    mask_input = serializers.CharField(allow_null=True, required=False, help_text='logits_handle or "mask:<id>"')
+    mask_input = serializers.CharField(
+        allow_null=True, required=False, help_text='logits_handle or "mask:<id>"'
+    )
     mask_index = serializers.IntegerField(allow_null=True, required=False)
     multimask = serializers.BooleanField(required=False, default=True)
 
@@ -78,10 +82,15 @@ class Lease(APIView):
         holder = services.open_image(image, request.user)
         if holder is not None:
             return Response(
-                {"detail": f"{holder.get_username()} is annotating this image (lease until {image.lease_expires_at})."},
+                {
+                    "detail": f"{holder.get_username()} is annotating this image "
+                    f"(lease until {image.lease_expires_at:%H:%M:%S} UTC)."
+                },
                 status=status.HTTP_409_CONFLICT,
             )
-        return Response({"image": image.pk, "lease_expires_at": image.lease_expires_at, "status": image.status})
+        return Response(
+            {"image": image.pk, "lease_expires_at": image.lease_expires_at, "status": image.status}
+        )
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, pk: int) -> Response:
@@ -155,9 +164,7 @@ class ReviewQueue(APIView):
     def get(self, request: Request, pk: int) -> Response:
         project = get_project(request.user, pk, REVIEWERS)
         rows = selectors.review_queue(project)[:500]
-        return Response(
-            {"results": [{"image": r.pk, "accepted_masks": r.accepted_masks} for r in rows]}
-        )
+        return Response({"results": [{"image": r.pk, "accepted_masks": r.accepted_masks} for r in rows]})
 
 
 class Dashboard(APIView):

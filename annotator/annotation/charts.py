@@ -28,7 +28,8 @@ def bar_chart(
     for i, (label, value) in enumerate(rows):
         y = 24 + i * (BAR_HEIGHT + GAP)
         parts.append(
-            f'<text x="{LABEL_WIDTH - 8}" y="{y + 15}" font-size="12" text-anchor="end">{escape(label[:32])}</text>'
+            f'<text x="{LABEL_WIDTH - 8}" y="{y + 15}" font-size="12" text-anchor="end">'
+            f"{escape(label[:32])}</text>"
         )
         if value is None:
             parts.append(f'<text x="{LABEL_WIDTH}" y="{y + 15}" font-size="12">–</text>')
@@ -39,7 +40,8 @@ def bar_chart(
             f"<title>{escape(label)}: {value:g}{unit}</title></rect>"
         )
         parts.append(
-            f'<text x="{LABEL_WIDTH + length + 4:.1f}" y="{y + 15}" font-size="12">{value:g}{escape(unit)}</text>'
+            f'<text x="{LABEL_WIDTH + length + 4:.1f}" y="{y + 15}" font-size="12">'
+            f"{value:g}{escape(unit)}</text>"
         )
     if reference:
         x = LABEL_WIDTH + plot * reference / top

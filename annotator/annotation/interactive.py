@@ -58,7 +58,9 @@ def _number(value: Any) -> bool:
 def parse_prompts(data: Any, width: int, height: int) -> Prompts:
     """The predict body → Prompts, or PromptError naming every bad field and why."""
     if not isinstance(data, dict):
-        raise PromptError({"body": "send a JSON object {points, labels, box, mask_input, mask_index, multimask}"})
+        raise PromptError(
+            {"body": "send a JSON object {points, labels, box, mask_input, mask_index, multimask}"}
+        )
     errors: dict[str, str] = {}
     unknown = sorted(set(data) - PROMPT_FIELDS)
     if unknown:
@@ -92,9 +94,12 @@ def parse_prompts(data: Any, width: int, height: int) -> Prompts:
             errors["box"] = "must be null or [x0, y0, x1, y1] (four finite numbers, image pixels)"
         elif raw_box[0] > raw_box[2] or raw_box[1] > raw_box[3]:
             errors["box"] = f"must have x0 <= x1 and y0 <= y1, got {raw_box}"
-        elif min(raw_box[0], raw_box[2]) < 0 or max(raw_box[0], raw_box[2]) > width or min(
-            raw_box[1], raw_box[3]
-        ) < 0 or max(raw_box[1], raw_box[3]) > height:
+        elif (
+            min(raw_box[0], raw_box[2]) < 0
+            or max(raw_box[0], raw_box[2]) > width
+            or min(raw_box[1], raw_box[3]) < 0
+            or max(raw_box[1], raw_box[3]) > height
+        ):
             errors["box"] = f"{raw_box} reaches outside the {width}x{height} (WxH) image"
         else:
             box = np.asarray(raw_box, dtype=np.float64)
@@ -135,7 +140,9 @@ class LruCache(Generic[K, V]):
     ``get_or_create`` runs the factory once per key however many threads ask at the same moment
     (the others wait for that result instead of computing their own)."""
 
-    def __init__(self, max_items: int, max_bytes: int | None = None, size_of: Callable[[V], int] = lambda v: 0):
+    def __init__(
+        self, max_items: int, max_bytes: int | None = None, size_of: Callable[[V], int] = lambda v: 0
+    ):
         if max_items < 1:
             raise ValueError(f"max_items must be at least 1, got {max_items}")
         self.max_items, self.max_bytes, self.size_of = max_items, max_bytes, size_of

@@ -59,7 +59,9 @@ def effort_by(project: Project, group: str) -> list[dict[str, Any]]:
     return [
         {
             "id": key,
-            "name": names.get(key, "classic segmenter (no model)" if group == "model_version" else "(deleted user)"),
+            "name": names.get(
+                key, "classic segmenter (no model)" if group == "model_version" else "(deleted user)"
+            ),
             "masks": len(seconds[key]),
             "median_seconds": _median(seconds[key]),
             "median_clicks": _median(clicks[key]),
@@ -89,9 +91,7 @@ def progress(project: Project) -> dict[str, Any]:
     total = sum(counts.values())
     done = sum(counts.get(s, 0) for s in DONE_STATUSES)
     masks = Mask.objects.filter(project=project, status=MaskStatus.ACCEPTED, image__status__in=DONE_STATUSES)
-    per_image = dict(
-        masks.order_by().values("image_id").annotate(n=Count("id")).values_list("image_id", "n")
-    )
+    per_image = dict(masks.order_by().values("image_id").annotate(n=Count("id")).values_list("image_id", "n"))
     histogram: dict[int, int] = defaultdict(int)
     for count in per_image.values():
         histogram[min(count, 50)] += 1
@@ -116,14 +116,35 @@ def running_jobs(project: Project) -> list[dict[str, Any]]:
     jobs: list[dict[str, Any]] = []
     for run in GenerationRun.objects.filter(project=project, status__in=RUNNING).order_by("id"):
         fraction = (run.done + run.failed) / run.total if run.total else 0.0
-        jobs.append({"kind": f"generation ({run.get_mode_display()})", "id": run.pk, "status": run.status,
-                     "progress": round(fraction, 4), "detail": f"{run.done}/{run.total} images, {run.failed} failed"})
+        jobs.append(
+            {
+                "kind": f"generation ({run.get_mode_display()})",
+                "id": run.pk,
+                "status": run.status,
+                "progress": round(fraction, 4),
+                "detail": f"{run.done}/{run.total} images, {run.failed} failed",
+            }
+        )
     for export in Export.objects.filter(project=project, status__in=RUNNING).order_by("id"):
-        jobs.append({"kind": f"export ({export.get_format_display()})", "id": export.pk, "status": export.status,
-                     "progress": round(float(export.progress), 4), "detail": ""})
+        jobs.append(
+            {
+                "kind": f"export ({export.get_format_display()})",
+                "id": export.pk,
+                "status": export.status,
+                "progress": round(float(export.progress), 4),
+                "detail": "",
+            }
+        )
     for run in TrainingRun.objects.filter(project=project, status__in=RUNNING).order_by("id"):
-        jobs.append({"kind": f"training ({run.get_trigger_display()})", "id": run.pk, "status": run.status,
-                     "progress": None, "detail": ""})
+        jobs.append(
+            {
+                "kind": f"training ({run.get_trigger_display()})",
+                "id": run.pk,
+                "status": run.status,
+                "progress": None,
+                "detail": "",
+            }
+        )
     return jobs  # fmt: skip
 
 

@@ -111,6 +111,7 @@ def decode_state(image: Image, model_version: ModelVersion, *, start: bool = Tru
 
 def _load_stored(image: Image, model_version: ModelVersion) -> DecodeState | None:
     from engine.embeddings import load_embedding
+
     from engine.transforms import preprocess_shape
 
     row = Embedding.objects.filter(image_id=image.pk, model_version_id=model_version.pk).first()
@@ -262,6 +263,7 @@ def classic_state(image: Image) -> ClassicState:
 
     def build() -> ClassicState:
         from engine.classic import ClassicPredictor
+
         from engine.images import read_image
 
         with image.file.open("rb") as fileobj:
@@ -322,7 +324,9 @@ def predict(image: Image, user: AbstractBaseUser, data: Any) -> dict[str, Any]:
     decoded = time.perf_counter()
     handle = logits_store.put(
         user.pk,
-        LogitsEntry(image_id=image.pk, model_key=model_key, low_res=np.asarray(low_res, np.float32), scores=scores),
+        LogitsEntry(
+            image_id=image.pk, model_key=model_key, low_res=np.asarray(low_res, np.float32), scores=scores
+        ),
     )
     answer: dict[str, Any] = {
         "masks": [{"segmentation": encode_rle(m), "score": float(s)} for m, s in zip(masks, scores)],
@@ -539,9 +543,9 @@ def current_session_id(image: Image, user: AbstractBaseUser) -> int:
 
 def note_activity(image: Image, user: AbstractBaseUser, clicks: int = 0) -> None:
     """A prompt or save: renew the user's lease when it is past half-time, count the clicks."""
-    if image.leased_by_id == user.pk and image.lease_expires_at is not None:
-        if image.lease_expires_at - timezone.now() < lease_duration() / 2:
-            renew_lease(image, user)
+    held = image.leased_by_id == user.pk and image.lease_expires_at is not None
+    if held and image.lease_expires_at - timezone.now() < lease_duration() / 2:
+        renew_lease(image, user)
     if clicks <= 0:
         return
     session_id = current_session_id(image, user)
@@ -587,7 +591,9 @@ def count_saved_mask(mask: Mask) -> None:
     if mask.annotator_id is None:
         return
     session_id = (
-        AnnotationSession.objects.filter(image_id=mask.image_id, annotator_id=mask.annotator_id, ended_at__isnull=True)
+        AnnotationSession.objects.filter(
+            image_id=mask.image_id, annotator_id=mask.annotator_id, ended_at__isnull=True
+        )
         .order_by("-id")
         .values_list("pk", flat=True)
         .first()
@@ -656,4 +662,3 @@ def approve_image(image: Image, reviewer: AbstractBaseUser) -> Image:
     )
     image.refresh_from_db()
     return image
-

@@ -40,7 +40,9 @@ def annotate_next(request: HttpRequest, pk: int) -> HttpResponse:
             services.finish_image(finished, request.user)
     image = services.next_image(project, request.user)
     if image is None:
-        return render(request, "annotation/queue_empty.html", {"project": project, "role": role_in(request.user, pk)})
+        return render(
+            request, "annotation/queue_empty.html", {"project": project, "role": role_in(request.user, pk)}
+        )
     return redirect("annotate-image", pk=image.pk)
 
 
@@ -66,7 +68,9 @@ def annotate_image(request: HttpRequest, pk: int) -> HttpResponse:
         "projectId": project.pk,
         "csrfToken": get_token(request),
         "apiBase": "/api",
-        "labels": [{"id": label.pk, "name": label.name, "color": label.color} for label in project.labels.all()],
+        "labels": [
+            {"id": label.pk, "name": label.name, "color": label.color} for label in project.labels.all()
+        ],
         "user": {"username": request.user.get_username()},
         "nextImageUrl": f"{reverse('annotate-next', args=[project.pk])}?done={image.pk}",
         "prevImageUrl": reverse("annotate-image", args=[previous.pk]) if previous else None,
@@ -128,7 +132,10 @@ def _review_action(request: HttpRequest, project) -> HttpResponse:
         if action == "reject":
             mask = get_object_or_404(Mask, pk=request.POST.get("mask"), project=project)
             services.reject_mask(
-                mask, request.user, note=request.POST.get("note", ""), version=int(request.POST.get("version", 0))
+                mask,
+                request.user,
+                note=request.POST.get("note", ""),
+                version=int(request.POST.get("version", 0)),
             )
             messages.success(request, f"Mask #{mask.pk} rejected; the image goes back to the annotators.")
             return redirect(f"{target}?image={mask.image_id}")

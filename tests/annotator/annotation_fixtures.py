@@ -10,7 +10,9 @@ import pytest
 from PIL import Image as PILImage
 
 
-def disk_picture(width: int = 160, height: int = 120, center=(80, 60), radius: int = 30, seed: int = 0) -> bytes:
+def disk_picture(
+    width: int = 160, height: int = 120, center=(80, 60), radius: int = 30, seed: int = 0
+) -> bytes:
     """A PNG: a bright red disk on a dark, slightly noisy background (what a click should segment)."""
     rng = np.random.default_rng(seed)
     pixels = rng.integers(20, 50, size=(height, width, 3), dtype=np.uint8)

@@ -118,7 +118,9 @@ def test_logits_handle_refines_and_is_private_to_its_user(users, image, django_u
     assert "expired" in only_handle.json()["mask_input"]
 
     out_of_range = predict(
-        client, image, {"points": [[80, 60]], "labels": [1], "mask_input": first["logits_handle"], "mask_index": 5}
+        client,
+        image,
+        {"points": [[80, 60]], "labels": [1], "mask_input": first["logits_handle"], "mask_index": 5},
     )
     assert out_of_range.status_code == 400
     assert "3 candidate" in out_of_range.json()["mask_index"]
@@ -136,7 +138,9 @@ def test_stored_mask_becomes_the_mask_prompt(users, image, project):
 
     elsewhere = add_picture(project, disk_picture(seed=3), name="other.png")
     foreign = create_mask(elsewhere, segmentation=encode_rle(disk_mask()), annotator=users["annotator"])
-    refused = predict(client, image, {"points": [[80, 60]], "labels": [1], "mask_input": f"mask:{foreign.pk}"})
+    refused = predict(
+        client, image, {"points": [[80, 60]], "labels": [1], "mask_input": f"mask:{foreign.pk}"}
+    )
     assert refused.status_code == 400
     assert f"mask {foreign.pk} is not a mask of image {image.pk}" in refused.json()["mask_input"]
 

@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from annotator.annotation import services
-from annotator.annotation.interactive import DecodeState, LruCache, Prompts, decode_low_res, masks_from_low_res
+from annotator.annotation.interactive import (
+    DecodeState,
+    LruCache,
+    Prompts,
+    decode_low_res,
+    masks_from_low_res,
+)
 from annotator.annotation.lowres import mask_to_low_res_logits, upsample_masks
 from annotator.annotation.models import EmbeddingClaim
 from engine.transforms import preprocess_shape
@@ -30,7 +36,9 @@ def torch_postprocess(low_res: np.ndarray, input_size, original_size, square: in
 @pytest.mark.parametrize("channels", [1, 3])
 def test_upsampling_equals_torch_postprocessing(size, channels):
     rng = np.random.default_rng(size[0] * 7 + channels)
-    smooth = F.avg_pool2d(torch.from_numpy(rng.normal(size=(channels, 256, 256)).astype(np.float32))[None], 9, 1, 4)
+    smooth = F.avg_pool2d(
+        torch.from_numpy(rng.normal(size=(channels, 256, 256)).astype(np.float32))[None], 9, 1, 4
+    )
     low_res = (smooth[0].numpy() * 30 - 0.5).astype(np.float32)
     input_size = preprocess_shape(*size, 1024)
     ours = upsample_masks(low_res, input_size, size)
@@ -73,7 +81,10 @@ def test_lru_cache_bounds_and_single_flight():
         return b"x"
 
     results: list[bytes | None] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get_or_create(99, slow_factory))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_create(99, slow_factory)))
+        for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     gate.set()
@@ -85,6 +96,7 @@ def test_lru_cache_bounds_and_single_flight():
 def _load_official_pair(config: dict, seed: int = 0):
     from engine.predictor import Predictor
     from engine.sam import build_sam
+
     from tests.reference import reference
     from tests.reference_models import official_sam
 
@@ -111,7 +123,8 @@ def test_decoding_a_cached_embedding_equals_the_official_predictor():
     )
     cases = [
         Prompts(np.array([[100.0, 70.0]]), np.array([1]), None, None, None, True),
-        Prompts(np.array([[100.0, 70.0], [20.0, 30.0]]), np.array([1, 0]), np.array([40.0, 30, 160, 120]), None, None, False),
+        Prompts(np.array([[100.0, 70.0], [20.0, 30.0]]), np.array([1, 0]), np.array([40.0, 30, 160, 120]),
+                None, None, False),
         Prompts(None, None, np.array([10.0, 10, 190, 140]), None, None, True),
     ]  # fmt: skip
     previous = None
@@ -191,7 +204,10 @@ def test_a_claim_held_elsewhere_stops_a_second_computation(tiny_sam, project):  
     Embedding.objects.filter(image=image).delete()  # ingest's embed task ran (eagerly): start without
     version = model_version_for(project)
     EmbeddingClaim.objects.create(
-        image=image, model_version=version, owner="other-host:1:1", expires_at=timezone.now() + timedelta(minutes=5)
+        image=image,
+        model_version=version,
+        owner="other-host:1:1",
+        expires_at=timezone.now() + timedelta(minutes=5),
     )
     assert services.ensure_embedding_once(image.pk, version.pk) is None
     assert not Embedding.objects.filter(image=image).exists()

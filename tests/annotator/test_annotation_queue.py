@@ -55,7 +55,14 @@ def api_client(user) -> APIClient:
 
 def mask_body(**extra):
     rle = encode_rle(disk_mask())
-    return {"segmentation": rle, "status": "accepted", "source": "manual", "seconds": 12.5, "clicks": 3, **extra}
+    return {
+        "segmentation": rle,
+        "status": "accepted",
+        "source": "manual",
+        "seconds": 12.5,
+        "clicks": 3,
+        **extra,
+    }
 
 
 # ------------------------------------------------------------------------------------------ leases
@@ -107,7 +114,12 @@ def test_queue_page_leases_and_opens_the_annotation_page(project, images, users,
 def test_static_files_of_the_page_are_found():
     from django.contrib.staticfiles import finders
 
-    for name in ("maskmill/js/app.js", "maskmill/css/annotate.css", "maskmill/js/rle.js", "annotation/review.js"):
+    for name in (
+        "maskmill/js/app.js",
+        "maskmill/css/annotate.css",
+        "maskmill/js/rle.js",
+        "annotation/review.js",
+    ):
         assert finders.find(name), name
 
 
@@ -121,7 +133,9 @@ def test_done_marks_the_image_annotated_and_moves_on(project, images, users):
     session = AnnotationSession.objects.get(image=images[0])
     assert session.ended_at is not None
 
-    cross_site = client.get(f"/projects/{project.pk}/annotate/?done={images[1].pk}", HTTP_SEC_FETCH_SITE="cross-site")
+    cross_site = client.get(
+        f"/projects/{project.pk}/annotate/?done={images[1].pk}", HTTP_SEC_FETCH_SITE="cross-site"
+    )
     assert cross_site.status_code == 403
 
 
@@ -145,8 +159,15 @@ def test_visit_counts_clicks_and_saved_masks(project, images, users):
     page_client(users["annotator"]).get(f"/images/{image.pk}/annotate/")
     client = api_client(users["annotator"])
     for point in ([80, 60], [70, 60]):
-        assert client.post(f"/api/images/{image.pk}/predict", {"points": [point], "labels": [1]}, format="json").status_code == 200
-    saved = client.post(f"/api/images/{image.pk}/masks/", mask_body(), format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+        assert (
+            client.post(
+                f"/api/images/{image.pk}/predict", {"points": [point], "labels": [1]}, format="json"
+            ).status_code
+            == 200
+        )
+    saved = client.post(
+        f"/api/images/{image.pk}/masks/", mask_body(), format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
     assert saved.status_code == 201, saved.content
     assert saved.json()["seconds"] == 12.5 and saved.json()["clicks"] == 3
     assert client.post(f"/api/images/{image.pk}/finish").status_code == 200
@@ -164,7 +185,9 @@ def test_a_retried_save_with_the_same_idempotency_key_stores_one_mask(project, i
     assert again["Idempotent-Replayed"] == "true"
     assert first.json()["id"] == again.json()["id"]
     assert Mask.objects.filter(image=images[0]).count() == 1
-    other = client.post(f"/api/images/{images[1].pk}/masks/", mask_body(), format="json", HTTP_IDEMPOTENCY_KEY="save-42")
+    other = client.post(
+        f"/api/images/{images[1].pk}/masks/", mask_body(), format="json", HTTP_IDEMPOTENCY_KEY="save-42"
+    )
     assert other.status_code == 400
     assert "already used" in other.json()["Idempotency-Key"][0]
     fresh = client.post(url, mask_body(), format="json", HTTP_IDEMPOTENCY_KEY="save-43")
@@ -174,7 +197,10 @@ def test_a_retried_save_with_the_same_idempotency_key_stores_one_mask(project, i
 def test_stale_edit_is_a_409_with_a_sentence(project, images, users):
     client = api_client(users["annotator"])
     mask = client.post(f"/api/images/{images[0].pk}/masks/", mask_body(), format="json").json()
-    assert client.patch(f"/api/masks/{mask['id']}/", {"version": 1, "clicks": 4}, format="json").status_code == 200
+    assert (
+        client.patch(f"/api/masks/{mask['id']}/", {"version": 1, "clicks": 4}, format="json").status_code
+        == 200
+    )
     stale = client.patch(f"/api/masks/{mask['id']}/", {"version": 1, "clicks": 5}, format="json")
     assert stale.status_code == 409
     assert "changed by someone else" in stale.json()["detail"]
@@ -183,16 +209,24 @@ def test_stale_edit_is_a_409_with_a_sentence(project, images, users):
 # ------------------------------------------------------------------------------------------ review
 
 
-def test_rejected_mask_returns_the_image_to_its_annotator_with_the_note(project, images, users, second_annotator):
+def test_rejected_mask_returns_the_image_to_its_annotator_with_the_note(
+    project, images, users, second_annotator
+):
     image = services.next_image(project, users["annotator"])
-    created = api_client(users["annotator"]).post(f"/api/images/{image.pk}/masks/", mask_body(), format="json").json()
+    created = (
+        api_client(users["annotator"])
+        .post(f"/api/images/{image.pk}/masks/", mask_body(), format="json")
+        .json()
+    )
     services.finish_image(image, users["annotator"])
     services.next_image(project, users["annotator"])  # moves on to the next image
     services.finish_image(Image.objects.get(leased_by=users["annotator"]), users["annotator"])
 
     reviewer = api_client(users["reviewer"])
     assert reviewer.get(f"/api/projects/{project.pk}/review/queue").json()["results"][0]["image"] == image.pk
-    empty_note = reviewer.post(f"/api/masks/{created['id']}/reject", {"note": " ", "version": 1}, format="json")
+    empty_note = reviewer.post(
+        f"/api/masks/{created['id']}/reject", {"note": " ", "version": 1}, format="json"
+    )
     assert empty_note.status_code == 400 and "what is wrong" in empty_note.json()["note"][0]
     stale = reviewer.post(f"/api/masks/{created['id']}/reject", {"note": "x", "version": 7}, format="json")
     assert stale.status_code == 409
@@ -200,7 +234,9 @@ def test_rejected_mask_returns_the_image_to_its_annotator_with_the_note(project,
         f"/api/masks/{created['id']}/reject", {"note": "misses the left edge", "version": 1}, format="json"
     )
     assert rejected.status_code == 200, rejected.content
-    assert rejected.json()["status"] == "rejected" and rejected.json()["review_note"] == "misses the left edge"
+    assert (
+        rejected.json()["status"] == "rejected" and rejected.json()["review_note"] == "misses the left edge"
+    )
     image.refresh_from_db()
     assert image.status == ImageStatus.NEEDS_REWORK
 
@@ -209,9 +245,12 @@ def test_rejected_mask_returns_the_image_to_its_annotator_with_the_note(project,
     listed = api_client(users["annotator"]).get(f"/api/images/{image.pk}/masks/").json()
     assert listed[0]["review_note"] == "misses the left edge" and listed[0]["status"] == "rejected"
 
-    assert api_client(users["annotator"]).post(
-        f"/api/masks/{created['id']}/reject", {"note": "x", "version": 2}, format="json"
-    ).status_code == 403
+    assert (
+        api_client(users["annotator"])
+        .post(f"/api/masks/{created['id']}/reject", {"note": "x", "version": 2}, format="json")
+        .status_code
+        == 403
+    )
 
 
 def test_approve_only_annotated_images_without_rejections(project, images, users):
@@ -228,7 +267,11 @@ def test_approve_only_annotated_images_without_rejections(project, images, users
 
 def test_review_page_rejects_through_a_form(project, images, users):
     services.next_image(project, users["annotator"])
-    mask = api_client(users["annotator"]).post(f"/api/images/{images[0].pk}/masks/", mask_body(), format="json").json()
+    mask = (
+        api_client(users["annotator"])
+        .post(f"/api/images/{images[0].pk}/masks/", mask_body(), format="json")
+        .json()
+    )
     services.finish_image(images[0], users["annotator"])
     client = page_client(users["reviewer"])
     page = client.get(f"/projects/{project.pk}/review/")
@@ -249,7 +292,9 @@ def test_dashboard_reports_progress_and_effort(project, images, users, second_an
     for user, image, seconds in ((users["annotator"], images[0], 20.0), (second_annotator, images[1], 40.0)):
         services.next_image(project, user)
         api_client(user).post(
-            f"/api/images/{image.pk}/masks/", mask_body(seconds=seconds, clicks=int(seconds / 10)), format="json"
+            f"/api/images/{image.pk}/masks/",
+            mask_body(seconds=seconds, clicks=int(seconds / 10)),
+            format="json",
         )
         services.finish_image(image, user)
     data = api_client(users["manager"]).get(f"/api/projects/{project.pk}/dashboard").json()

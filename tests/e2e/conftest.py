@@ -99,7 +99,9 @@ def context(browser, request, server):
         try:
             page.screenshot(path=str(ARTIFACTS / f"{request.node.name}{suffix}.png"), full_page=True)
             if failed:
-                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}{suffix}-failure.png"), full_page=True)
+                page.screenshot(
+                    path=str(ARTIFACTS / f"{request.node.name}{suffix}-failure.png"), full_page=True
+                )
         except Exception as exc:  # a crashed page must not hide the test's own error
             print(f"screenshot of {request.node.name}{suffix} failed: {exc}")
     ctx.close()

@@ -55,7 +55,13 @@ def setup(django_user_model):
     create_label(project, name="disk", color="#00c853")
     create_label(project, name="other", color="#2962ff")
     images = [add_picture(project, picture(seed), name=f"disks{seed}.png") for seed in range(3)]
-    return {"project": project, "annotator": annotator, "other": other, "reviewer": reviewer, "images": images}
+    return {
+        "project": project,
+        "annotator": annotator,
+        "other": other,
+        "reviewer": reviewer,
+        "images": images,
+    }
 
 
 # ----------------------------------------------------------------------------------- page helpers
