@@ -214,3 +214,23 @@ def test_a_claim_held_elsewhere_stops_a_second_computation(tiny_sam, project):  
     EmbeddingClaim.objects.update(expires_at=timezone.now() - timedelta(seconds=1))  # that process died
     assert services.ensure_embedding_once(image.pk, version.pk) is not None
     assert Embedding.objects.filter(image=image).count() == 1
+
+
+@pytest.mark.django_db
+def test_opening_an_image_prefetches_the_next_ones_in_the_queue(
+    tiny_sam,  # noqa: F811
+    project,
+    users,
+    django_capture_on_commit_callbacks,
+):
+    from annotator.images.models import Embedding
+
+    images = [add_picture(project, disk_picture(seed=i), name=f"q{i}.png") for i in range(4)]
+    assert not Embedding.objects.exists()  # ingest's embed tasks wait for a commit that never comes here
+    current = services.next_image(project, users["annotator"])
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = services.prefetch_queue(current, users["annotator"], count=2)
+    assert queued == [images[1].pk, images[2].pk]
+    assert set(Embedding.objects.values_list("image_id", flat=True)) == {images[1].pk, images[2].pk}
+    assert services.prefetch_queue(current, users["annotator"], count=2) == []  # already there
+    assert services.prepare(images[1]) == "ready"  # loaded from storage, nothing computed

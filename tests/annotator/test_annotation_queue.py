@@ -310,3 +310,15 @@ def test_dashboard_reports_progress_and_effort(project, images, users, second_an
     assert page.status_code == 200
     assert page.content.count(b"<svg") >= 3
     assert b'data-testid="images-done">2<' in page.content
+
+
+def test_lease_api_renews_and_gives_the_image_back(project, images, users, second_annotator):
+    mine = api_client(users["annotator"])
+    assert mine.post(f"/api/projects/{project.pk}/queue/next").json()["id"] == images[0].pk
+    assert mine.post(f"/api/images/{images[0].pk}/lease").status_code == 200
+    taken = api_client(second_annotator).post(f"/api/images/{images[0].pk}/lease")
+    assert taken.status_code == 409 and "annotator is annotating this image" in taken.json()["detail"]
+    assert mine.delete(f"/api/images/{images[0].pk}/lease").status_code == 204
+    images[0].refresh_from_db()
+    assert images[0].status == ImageStatus.NEW and images[0].leased_by is None
+    assert services.next_image(project, second_annotator).pk == images[0].pk
