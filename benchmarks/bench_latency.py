@@ -136,9 +136,9 @@ ids = [image.pk for image in result.created]
 # depend on the values, and a vit_b encode takes minutes on a busy 2-core machine).
 from django.core.files.base import ContentFile
 from annotator.images.models import Embedding
-first = ensure_embedding(ids[0])
-data = first.file.open("rb").read()
-for image_id in ids[1:]:
+first = ensure_embedding(ids[0])  # None without a model (the classic segmenter needs none)
+data = first.file.open("rb").read() if first is not None else b""
+for image_id in ids[1:] if first is not None else []:
     copy = Embedding(image_id=image_id, model_version=first.model_version, dtype=first.dtype,
                      shape=first.shape, input_size=first.input_size, seconds=first.seconds)
     copy.file.save("embedding.npy", ContentFile(data), save=True)
