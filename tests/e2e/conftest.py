@@ -22,9 +22,6 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 
-# Playwright's sync API runs an event loop in the test thread; the test code's ORM calls are still
-# plain synchronous calls between browser steps.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def chromium_path() -> str | None:
@@ -61,11 +58,14 @@ def server(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
-def _e2e_platform(settings, tmp_path, transactional_db):
+def _e2e_platform(settings, tmp_path, transactional_db, monkeypatch):
     from annotator.annotation import services
     from annotator.celery import app
     from annotator.training.services import forget_loaded_models
 
+    # Playwright's sync API runs an event loop in the test thread; the test's ORM calls between
+    # browser steps are still plain synchronous calls (only for these tests: never in deployment).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.MASKMILL_MODEL_TYPE = ""
     eager = app.conf.task_always_eager
