@@ -23,7 +23,6 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 
 
-
 def chromium_path() -> str | None:
     for candidate in (os.environ.get("MASKMILL_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
         if candidate and Path(candidate).exists():
@@ -31,8 +30,10 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for this module's tests; closed with the module so Playwright's event loop does not
+    outlive the e2e tests (Django refuses ORM calls while a loop runs in the thread)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
@@ -40,7 +41,11 @@ def browser():
     executable = chromium_path()
     if executable is None:
         pytest.skip("Chromium is not installed (/usr/bin/chromium); on Debian: apt-get install chromium")
-    with sync_playwright() as playwright:
+    # Playwright's sync API runs an event loop in the test thread; the tests' ORM calls between
+    # browser steps (and the database flush after each test) are still plain synchronous calls.
+    # Only while this module's browser runs: never in deployment.
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         yield launched
         launched.close()
@@ -58,14 +63,11 @@ def server(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
-def _e2e_platform(settings, tmp_path, transactional_db, monkeypatch):
+def _e2e_platform(settings, tmp_path, transactional_db):
     from annotator.annotation import services
     from annotator.celery import app
     from annotator.training.services import forget_loaded_models
 
-    # Playwright's sync API runs an event loop in the test thread; the test's ORM calls between
-    # browser steps are still plain synchronous calls (only for these tests: never in deployment).
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.MASKMILL_MODEL_TYPE = ""
     eager = app.conf.task_always_eager
