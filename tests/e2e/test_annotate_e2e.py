@@ -9,7 +9,7 @@ import pytest
 
 from annotator.masks.models import Mask
 from engine.masks import decode_rle
-from tests.annotator.annotation_fixtures import add_picture, disk_mask, iou
+from tests.annotator.annotation_fixtures import add_picture, disk_mask, iou, need_classic
 from tests.e2e.conftest import login
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -43,6 +43,7 @@ def right_disk() -> np.ndarray:
 @pytest.fixture
 def setup(django_user_model):
     """A project with two labels, two annotators, a reviewer and three images."""
+    need_classic()  # the page's masks come from the classic segmenter unless a test configures SAM
     from annotator.projects.services import add_member, create_label, create_project
 
     manager = django_user_model.objects.create_user(username="boss", password="boss-pw-123456")
