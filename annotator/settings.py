@@ -174,6 +174,7 @@ except json.JSONDecodeError as exc:
     raise ImproperlyConfigured(f"MASKMILL_MODEL_CONFIG is not valid JSON: {exc}") from exc
 if not isinstance(MASKMILL_MODEL_CONFIG, dict):
     raise ImproperlyConfigured("MASKMILL_MODEL_CONFIG must be a JSON object of model sizes")
+MASKMILL_DEVICE = os.environ.get("MASKMILL_DEVICE", "auto")  # auto: cuda when available, else cpu
 MASKMILL_MODEL_STORE = Path(os.environ.get("MASKMILL_MODEL_STORE", VAR_DIR / "models"))
 MASKMILL_MAX_IMAGE_PIXELS = env_int("MASKMILL_MAX_IMAGE_PIXELS", 100_000_000)
 MASKMILL_MAX_UPLOAD_BYTES = env_int("MASKMILL_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
@@ -197,12 +198,13 @@ DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 1000)
 BROKER_DIR = Path(os.environ.get("MASKMILL_BROKER_DIR", VAR_DIR / "broker"))
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),  # exchange bindings; kombu's default is the CWD
         "store_processed": False,
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):

@@ -84,3 +84,15 @@ def add_image(project, seed: int = 0, width: int = 64, height: int = 48):
     result = ingest_files(project, [upload], None)
     assert result.created, result.as_dict()
     return result.created[0]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """The integration session's test database gets a per-run name, so two runs sharing one
+    PostgreSQL server (developers, CI jobs) never drop each other's database."""
+    import os
+
+    if os.environ.get("MASKMILL_INTEGRATION_SESSION") == "1":
+        from django.conf import settings
+
+        settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_maskmill_{os.getpid()}"

@@ -17,20 +17,24 @@ from rest_framework.views import APIView
 from annotator.images import files, selectors, services
 from annotator.images.models import Image, ImageStatus, Split
 from annotator.projects.access import ALL_ROLES, MANAGERS, check_project_access, get_project
+from annotator.projects.models import Stage
 
 
 class ImageSerializer(serializers.ModelSerializer):
     file_url = serializers.SerializerMethodField()
     status = serializers.ChoiceField(choices=ImageStatus.choices, required=False)
     split = serializers.ChoiceField(choices=Split.choices, required=False)
+    stage = serializers.ChoiceField(
+        choices=[("", "the project's"), *Stage.choices], required=False, allow_blank=True
+    )
 
     class Meta:
         model = Image
         fields = [
-            "id", "project", "width", "height", "status", "split", "file_url", "sha256",
+            "id", "project", "width", "height", "status", "split", "stage", "file_url", "sha256",
             "original_name", "source_url", "size_bytes", "created_at",
         ]  # fmt: skip
-        read_only_fields = [f for f in fields if f not in ("status", "split")]
+        read_only_fields = [f for f in fields if f not in ("status", "split", "stage")]
 
     def get_file_url(self, image: Image) -> str:
         return reverse("image-file", kwargs={"pk": image.pk}, request=self.context.get("request"))

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from annotator.projects.models import Stage
+
 
 class Split(models.TextChoices):
     TRAIN = "train", "Train"
@@ -44,6 +46,9 @@ class Image(models.Model):
     height = models.PositiveIntegerField(help_text="after EXIF orientation")
     split = models.CharField(max_length=8, choices=Split.choices, default=Split.TRAIN)
     status = models.CharField(max_length=16, choices=ImageStatus.choices, default=ImageStatus.NEW)
+    # A manager may move a filtered set of images to another stage than the project's; blank = the
+    # project's stage.
+    stage = models.CharField(max_length=32, choices=Stage.choices, blank=True, default="")
     leased_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -69,6 +74,9 @@ class Image(models.Model):
                 condition=models.Q(status__in=ImageStatus.values), name="image_status_valid"
             ),
             models.CheckConstraint(condition=models.Q(width__gt=0, height__gt=0), name="image_has_pixels"),
+            models.CheckConstraint(
+                condition=models.Q(stage__in=["", *Stage.values]), name="image_stage_valid"
+            ),
         ]
         indexes = [
             # Next image to annotate: WHERE project=? AND status IN (...) ORDER BY id.
@@ -79,6 +87,10 @@ class Image(models.Model):
 
     def __str__(self) -> str:
         return self.original_name or f"image {self.pk}"
+
+    @property
+    def effective_stage(self) -> str:
+        return self.stage or self.project.stage
 
     def lease_is_active(self, now: timezone.datetime | None = None) -> bool:
         now = now or timezone.now()

@@ -11,7 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotator.projects import services
-from annotator.projects.access import ALL_ROLES, MANAGERS, check_project_access, get_project, projects_of
+from annotator.projects.access import (
+    ALL_ROLES,
+    MANAGERS,
+    check_project_access,
+    get_project,
+    projects_of,
+    role_in,
+)
 from annotator.projects.models import Label, Membership, Project, Role, Stage
 
 User = get_user_model()
@@ -28,11 +35,9 @@ class ProjectSerializer(serializers.ModelSerializer):
             "role", "image_count", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = ["active_model_version", "created_at", "updated_at"]
-        extra_kwargs = {"slug": {"required": False, "validators": []}}
+        extra_kwargs = {"slug": {"required": False}}
 
     def get_role(self, project: Project) -> str | None:
-        from annotator.projects.access import role_in
-
         return role_in(self.context["request"].user, project.pk)
 
 

@@ -99,10 +99,20 @@ def predictor_for(model_version: ModelVersion) -> Any:
                 checkpoint=checkpoint_path(model_version),
                 config=model_version.config or None,
             )
-            model.eval()
+            model.to(model_device()).eval()
             _predictors.clear()
             predictor = _predictors[model_version.pk] = Predictor(model)
         return predictor
+
+
+def model_device() -> str:
+    """``MASKMILL_DEVICE``; ``auto`` puts the model on the GPU when the worker has one."""
+    import torch
+
+    device = settings.MASKMILL_DEVICE
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def forget_loaded_models() -> None:

@@ -86,6 +86,18 @@ def test_image_list_filters_and_paginates(users, project):
     assert bad.status_code == 400 and "unknown status" in bad.json()["status"][0]
 
 
+def test_managers_move_an_image_to_another_stage(users, project):
+    image = add_image(project)
+    moved = client_for(users["manager"]).patch(
+        f"/api/images/{image.pk}/", {"stage": "semi_automatic"}, format="json"
+    )
+    assert moved.status_code == 200 and moved.json()["stage"] == "semi_automatic"
+    image.refresh_from_db()
+    assert image.effective_stage == "semi_automatic"
+    bad = client_for(users["manager"]).patch(f"/api/images/{image.pk}/", {"stage": "later"}, format="json")
+    assert bad.status_code == 400 and "stage" in bad.json()
+
+
 def test_image_detail_and_file(users, project):
     image = add_image(project, seed=4, width=50, height=40)
     client = client_for(users["reviewer"])
@@ -242,6 +254,18 @@ def test_validation_errors_name_the_field(users, project):
     assert role.status_code == 400 and "role" in role.json()
     stage = client.patch(f"/api/projects/{project.pk}/", {"stage": "someday"}, format="json")
     assert stage.status_code == 400 and "stage" in stage.json()
+
+
+def test_slugs_are_unique_and_checked(users, project, other_project):
+    client = client_for(users["admin"])
+    taken = client.post("/api/projects/", {"name": "Another", "slug": project.slug}, format="json")
+    assert taken.status_code == 400 and "slug" in taken.json()
+    moved = client.patch(f"/api/projects/{other_project.pk}/", {"slug": project.slug}, format="json")
+    assert moved.status_code == 400 and "slug" in moved.json()
+    malformed = client.post("/api/projects/", {"name": "Another", "slug": "no spaces/here"}, format="json")
+    assert malformed.status_code == 400 and "slug" in malformed.json()
+    made = client.post("/api/projects/", {"name": "Another Name"}, format="json")
+    assert made.status_code == 201 and made.json()["slug"] == "another-name"
 
 
 def test_the_last_manager_cannot_be_removed(users, project):

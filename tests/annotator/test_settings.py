@@ -61,7 +61,8 @@ def test_defaults_need_no_server(tmp_path):
     )
     assert values["broker"].startswith("filesystem://")
     assert values["transport"]["data_folder_in"] == str(tmp_path / "broker" / "queue")
-    assert (tmp_path / "broker" / "queue").is_dir() and (tmp_path / "broker" / "processed").is_dir()
+    assert values["transport"]["control_folder"] == str(tmp_path / "broker" / "control")
+    assert all((tmp_path / "broker" / name).is_dir() for name in ("queue", "processed", "control"))
     assert values["media"] == str(tmp_path / "media") and values["storage"] == "FileSystemStorage"
     assert values["max_pixels"] == 100_000_000 and values["model_store"] == str(tmp_path / "models")
     assert values["queues"] == ["embed", "export", "generate", "train"] and values["acks_late"] is True
