@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "annotator.stages",
     "annotator.training",
     "annotator.exports",
+    "annotator.annotation",
 ]
 
 MIDDLEWARE = [
@@ -91,7 +92,7 @@ ASGI_APPLICATION = "annotator.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "annotator" / "templates"],
+        "DIRS": [BASE_DIR / "annotator" / "templates", BASE_DIR / "frontend"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -140,6 +141,8 @@ USE_TZ = True
 
 # --- Files --------------------------------------------------------------------------------------
 STATIC_URL = "static/"
+# The annotation page (frontend/) is served as /static/maskmill/...
+STATICFILES_DIRS = [("maskmill", BASE_DIR / "frontend")]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 MEDIA_URL = "/media/"  # never served publicly: files go through the permission-checking views
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
@@ -181,6 +184,15 @@ MASKMILL_LEASE_SECONDS = env_int("MASKMILL_LEASE_SECONDS", 15 * 60)
 MASKMILL_EMBED_TIME_LIMIT = env_int("MASKMILL_EMBED_TIME_LIMIT", 600)
 MASKMILL_GENERATE_TIME_LIMIT = env_int("MASKMILL_GENERATE_TIME_LIMIT", 900)  # seconds per image
 MASKMILL_GENERATE_MAX_ATTEMPTS = env_int("MASKMILL_GENERATE_MAX_ATTEMPTS", 5)  # claims before an item fails
+# Interactive annotation (annotator.annotation): where a missing embedding is computed when an
+# annotator opens the image ("web": this process's encoder thread; "task": the embed queue), how many
+# upcoming queue images get their embeddings prefetched, and the per-process memory caches.
+MASKMILL_ON_DEMAND_EMBED = os.environ.get("MASKMILL_ON_DEMAND_EMBED", "web")
+if MASKMILL_ON_DEMAND_EMBED not in ("web", "task"):
+    raise ImproperlyConfigured(f"MASKMILL_ON_DEMAND_EMBED={MASKMILL_ON_DEMAND_EMBED!r}: use web or task")
+MASKMILL_PREFETCH_IMAGES = env_int("MASKMILL_PREFETCH_IMAGES", 3)
+MASKMILL_EMBEDDING_CACHE_ITEMS = env_int("MASKMILL_EMBEDDING_CACHE_ITEMS", 32)
+MASKMILL_EMBEDDING_CACHE_BYTES = env_int("MASKMILL_EMBEDDING_CACHE_BYTES", 512 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 1000)
 

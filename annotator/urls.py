@@ -37,4 +37,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/", include(api)),
+    path("", include("annotator.annotation.urls")),  # stage 1 pages and API
 ]

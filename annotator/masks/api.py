@@ -17,6 +17,7 @@ from annotator.masks.models import Mask, MaskSource, MaskStatus
 from annotator.projects.access import ALL_ROLES, EDITORS, check_project_access
 from annotator.projects.models import Label, Role
 from annotator.training.models import ModelVersion
+from annotator.training.services import model_version_for
 
 REVIEWER_FIELDS = {"status", "review_note"}
 
@@ -79,8 +80,22 @@ class MaskList(generics.ListCreateAPIView):
         payload = MaskWriteSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = dict(payload.validated_data)
-        mask = services.create_mask(self.image, annotator=request.user, **data)
-        return Response(MaskSerializer(mask).data, status=status.HTTP_201_CREATED)
+        if "model_version" not in data and data.get("source", MaskSource.MANUAL) == MaskSource.MANUAL:
+            # The model that helped the annotator: the dashboard's time per mask by model version.
+            data["model_version"] = model_version_for(self.image.project)
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            mask, created = services.create_mask(self.image, annotator=request.user, **data), True
+        else:
+            mask, created = services.create_mask_once(
+                self.image, idempotency_key=key, annotator=request.user, **data
+            )
+        response = Response(
+            MaskSerializer(mask).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+        if not created:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 class MaskDetail(generics.RetrieveAPIView):

@@ -51,6 +51,8 @@ class Mask(models.Model):
     seconds = models.FloatField(null=True, blank=True)
     clicks = models.PositiveIntegerField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1, help_text="bumped on every change (optimistic locking)")
+    # The client's Idempotency-Key of the create request: a retried save finds this mask again.
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True, editable=False)
     review_note = models.TextField(blank=True)
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -70,6 +72,11 @@ class Mask(models.Model):
                 condition=models.Q(status__in=MaskStatus.values), name="mask_status_valid"
             ),
             models.CheckConstraint(condition=models.Q(version__gte=1), name="mask_version_positive"),
+            models.UniqueConstraint(
+                fields=["annotator", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="mask_idempotency_key_unique",
+            ),
         ]
         indexes = [
             models.Index(fields=["image", "status"], name="mask_image_status"),

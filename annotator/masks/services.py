@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -80,7 +80,7 @@ def _is_number(value: Any) -> bool:
 def create_mask(
     image: Image, *, segmentation: Any, annotator: AbstractBaseUser | None, **fields: Any
 ) -> Mask:
-    unknown = set(fields) - EDITABLE_FIELDS - {"source", "model_version"}
+    unknown = set(fields) - EDITABLE_FIELDS - {"source", "model_version", "idempotency_key"}
     if unknown:
         raise ValidationError({name: "unknown field" for name in sorted(unknown)})
     check_label(fields.get("label"), image.project_id)
@@ -102,6 +102,39 @@ def create_mask(
     mask.full_clean(exclude=["segmentation", "bbox"])
     mask.save()
     return mask
+
+
+def create_mask_once(
+    image: Image, *, idempotency_key: str, annotator: AbstractBaseUser | None, **fields: Any
+) -> tuple[Mask, bool]:
+    """``create_mask`` honouring the client's Idempotency-Key: a retried create (same user, same key)
+    returns the mask the first attempt stored instead of a duplicate. Returns (mask, created)."""
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > 100 or not key.isprintable():
+        raise ValidationError({"Idempotency-Key": "must be 1 to 100 printable characters"})
+    user_id = annotator.pk if annotator is not None and annotator.is_authenticated else None
+    if user_id is None:
+        return create_mask(image, annotator=annotator, **fields), True
+
+    def earlier() -> Mask | None:
+        found = Mask.objects.filter(annotator_id=user_id, idempotency_key=key).first()
+        if found is not None and found.image_id != image.pk:
+            raise ValidationError(
+                {"Idempotency-Key": f"this key was already used to save a mask on image {found.image_id}"}
+            )
+        return found
+
+    found = earlier()
+    if found is not None:
+        return found, False
+    try:
+        with transaction.atomic():
+            return create_mask(image, annotator=annotator, idempotency_key=key, **fields), True
+    except IntegrityError:  # the same request, sent twice at once: the other copy stored it
+        found = earlier()
+        if found is None:
+            raise
+        return found, False
 
 
 @transaction.atomic

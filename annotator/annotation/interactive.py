@@ -1,0 +1,370 @@
+"""The in-process parts of interactive segmentation: prompt validation, the memory caches (image
+embeddings, classic-segmenter states, low-res logits handles) and decoding one prompt set.
+
+Everything here is per web process and thread-safe. Nothing is a Celery task: a click is decoded in
+the request that carries it, from an embedding already in memory, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from annotator.annotation.lowres import upsample_masks
+
+MAX_POINTS = 64
+HANDLE_PATTERN = re.compile(r"^lg-[0-9a-f]{24}$")
+STORED_MASK_PATTERN = re.compile(r"^mask:(\d{1,18})$")
+PROMPT_FIELDS = {"points", "labels", "box", "mask_input", "mask_index", "multimask"}
+
+
+class PromptError(ValueError):
+    """Malformed prompts: ``errors`` maps each bad field to the reason (the 400 body)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Validated prompts in image pixels. ``mask_input`` is still the client's reference: a logits
+    handle (``lg-…``) or a stored mask (``mask:<id>``), resolved by the service."""
+
+    points: np.ndarray | None  # (N, 2) float64, XY
+    labels: np.ndarray | None  # (N,) int64, 1 foreground / 0 background
+    box: np.ndarray | None  # (4,) float64, XYXY
+    mask_input: str | None
+    mask_index: int | None
+    multimask: bool
+
+    @property
+    def clicks(self) -> int:
+        return 0 if self.points is None else len(self.points)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_prompts(data: Any, width: int, height: int) -> Prompts:
+    """The predict body → Prompts, or PromptError naming every bad field and why."""
+    if not isinstance(data, dict):
+        raise PromptError(
+            {"body": "send a JSON object {points, labels, box, mask_input, mask_index, multimask}"}
+        )
+    errors: dict[str, str] = {}
+    unknown = sorted(set(data) - PROMPT_FIELDS)
+    if unknown:
+        errors["body"] = f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(PROMPT_FIELDS))}"
+
+    points = labels = box = None
+    raw_points, raw_labels = data.get("points") or [], data.get("labels") or []
+    if not isinstance(raw_points, list) or not all(
+        isinstance(p, list) and len(p) == 2 and all(_number(v) for v in p) for p in raw_points
+    ):
+        errors["points"] = "must be a list of [x, y] pairs of finite numbers (image pixels)"
+    elif len(raw_points) > MAX_POINTS:
+        errors["points"] = f"at most {MAX_POINTS} points per request, got {len(raw_points)}"
+    else:
+        outside = [p for p in raw_points if not (0 <= p[0] <= width and 0 <= p[1] <= height)]
+        if outside:
+            errors["points"] = f"points {outside[:3]} lie outside the {width}x{height} (WxH) image"
+    if not isinstance(raw_labels, list) or not all(
+        v in (0, 1) and not isinstance(v, bool) for v in raw_labels
+    ):
+        errors["labels"] = "must be a list of 1 (object) or 0 (background), one per point"
+    elif "points" not in errors and len(raw_labels) != len(raw_points):
+        errors["labels"] = f"got {len(raw_labels)} labels for {len(raw_points)} points; send one per point"
+    if "points" not in errors and "labels" not in errors and raw_points:
+        points = np.asarray(raw_points, dtype=np.float64)
+        labels = np.asarray(raw_labels, dtype=np.int64)
+
+    raw_box = data.get("box")
+    if raw_box is not None:
+        if not (isinstance(raw_box, list) and len(raw_box) == 4 and all(_number(v) for v in raw_box)):
+            errors["box"] = "must be null or [x0, y0, x1, y1] (four finite numbers, image pixels)"
+        elif raw_box[0] > raw_box[2] or raw_box[1] > raw_box[3]:
+            errors["box"] = f"must have x0 <= x1 and y0 <= y1, got {raw_box}"
+        elif (
+            min(raw_box[0], raw_box[2]) < 0
+            or max(raw_box[0], raw_box[2]) > width
+            or min(raw_box[1], raw_box[3]) < 0
+            or max(raw_box[1], raw_box[3]) > height
+        ):
+            errors["box"] = f"{raw_box} reaches outside the {width}x{height} (WxH) image"
+        else:
+            box = np.asarray(raw_box, dtype=np.float64)
+
+    mask_input = data.get("mask_input")
+    if mask_input is not None and not (
+        isinstance(mask_input, str)
+        and (HANDLE_PATTERN.match(mask_input) or STORED_MASK_PATTERN.match(mask_input))
+    ):
+        errors["mask_input"] = (
+            'must be null, a logits_handle from an earlier answer ("lg-" + 24 hex digits) or "mask:<id>"'
+        )
+    mask_index = data.get("mask_index")
+    if mask_index is not None and not (
+        isinstance(mask_index, int) and not isinstance(mask_index, bool) and 0 <= mask_index < 16
+    ):
+        errors["mask_index"] = "must be null or the index (0, 1, 2) of the candidate the handle refers to"
+    multimask = data.get("multimask", True)
+    if not isinstance(multimask, bool):
+        errors["multimask"] = "must be true or false"
+
+    if not errors and points is None and box is None and mask_input is None:
+        errors["body"] = "give at least one prompt: points with labels, a box, or a mask_input"
+    if errors:
+        raise PromptError(errors)
+    return Prompts(points, labels, box, mask_input, mask_index, bool(multimask))
+
+
+# ------------------------------------------------------------------------------------------------
+# Caches
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LruCache(Generic[K, V]):
+    """A thread-safe LRU bounded by entry count and by total bytes (``size_of``), whose
+    ``get_or_create`` runs the factory once per key however many threads ask at the same moment
+    (the others wait for that result instead of computing their own)."""
+
+    def __init__(
+        self, max_items: int, max_bytes: int | None = None, size_of: Callable[[V], int] = lambda v: 0
+    ):
+        if max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {max_items}")
+        self.max_items, self.max_bytes, self.size_of = max_items, max_bytes, size_of
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._building: dict[K, threading.Event] = {}
+        self.created = 0  # factory calls that produced a value (for tests and benchmarks)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+            return found[0]
+
+    def put(self, key: K, value: V) -> None:
+        size = int(self.size_of(value))
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._items[key] = (value, size)
+            self._bytes += size
+            while len(self._items) > self.max_items or (
+                self.max_bytes is not None and self._bytes > self.max_bytes and len(self._items) > 1
+            ):
+                _, (_, evicted) = self._items.popitem(last=False)
+                self._bytes -= evicted
+
+    def pop(self, key: K) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    def get_or_create(self, key: K, factory: Callable[[], V | None], timeout: float = 600.0) -> V | None:
+        """The cached value, or the factory's (run by exactly one caller per key at a time)."""
+        for _ in range(3):  # a waiter retries when the builder failed or produced nothing
+            with self._lock:
+                found = self._items.get(key)
+                if found is not None:
+                    self._items.move_to_end(key)
+                    return found[0]
+                event = self._building.get(key)
+                builder = event is None
+                if builder:
+                    event = self._building[key] = threading.Event()
+            if not builder:
+                event.wait(timeout)
+                continue
+            try:
+                value = factory()
+                if value is not None:
+                    self.put(key, value)
+                    with self._lock:
+                        self.created += 1
+                return value
+            finally:
+                with self._lock:
+                    self._building.pop(key, None)
+                event.set()
+        return self.get(key)
+
+
+@dataclass(frozen=True)
+class DecodeState:
+    """An image ready for the mask decoder: its embedding and the two sizes the prompts need."""
+
+    features: Any  # torch.Tensor (1, C, h, w) float32
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.features.numel() * self.features.element_size())
+
+
+@dataclass
+class ClassicState:
+    """A classic segmenter holding one image; its ``predict`` mutates internal caches, hence the lock."""
+
+    predictor: Any
+    lock: threading.Lock
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class LogitsEntry:
+    image_id: int
+    model_key: str
+    low_res: np.ndarray  # (C, 256, 256) float32
+    scores: np.ndarray  # (C,)
+
+
+class LogitsStore:
+    """Low-res logits of recent answers under opaque handles, a few per user (the next click's
+    mask prompt). Handles of other users or other images are not found, like expired ones."""
+
+    def __init__(self, per_user: int = 16, users: int = 512) -> None:
+        self.per_user = per_user
+        self._users: LruCache[int, OrderedDict[str, LogitsEntry]] = LruCache(users)
+        self._lock = threading.Lock()
+
+    def put(self, user_id: int, entry: LogitsEntry) -> str:
+        handle = f"lg-{secrets.token_hex(12)}"
+        with self._lock:
+            mine = self._users.get(user_id)
+            if mine is None:
+                mine = OrderedDict()
+                self._users.put(user_id, mine)
+            mine[handle] = entry
+            while len(mine) > self.per_user:
+                mine.popitem(last=False)
+        return handle
+
+    def get(self, user_id: int, handle: str, image_id: int) -> LogitsEntry | None:
+        with self._lock:
+            mine = self._users.get(user_id)
+            entry = mine.get(handle) if mine is not None else None
+            if entry is None or entry.image_id != image_id:
+                return None
+            mine.move_to_end(handle)
+            return entry
+
+    def clear(self) -> None:
+        self._users.clear()
+
+
+def select_logits(entry: LogitsEntry, mask_index: int | None) -> np.ndarray:
+    """The (1, 256, 256) mask prompt from a stored answer: the candidate the client selected, else
+    the highest-scoring one (what the page shows first)."""
+    if mask_index is None:
+        mask_index = int(np.argmax(entry.scores))
+    if not 0 <= mask_index < entry.low_res.shape[0]:
+        raise PromptError(
+            {"mask_index": f"the handle holds {entry.low_res.shape[0]} candidate(s); got index {mask_index}"}
+        )
+    return entry.low_res[mask_index][None]
+
+
+# ------------------------------------------------------------------------------------------------
+# Decoding
+
+
+_dense_pe_lock = threading.Lock()
+_dense_pe: dict[int, Any] = {}
+
+
+def dense_pe(model: Any) -> Any:
+    """The prompt encoder's positional encoding of the embedding grid: the same for every image,
+    computed once per loaded model."""
+    with _dense_pe_lock:
+        found = _dense_pe.get(id(model))
+        if found is None or found[0] is not model:
+            import torch
+
+            with torch.inference_mode():
+                found = _dense_pe[id(model)] = (model, model.prompt_encoder.get_dense_pe())
+        return found[1]
+
+
+def decode_low_res(
+    model: Any, state: DecodeState, prompts: Prompts, mask_logits: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the prompt encoder and mask decoder on a cached embedding: the same computation as
+    ``SamPredictor.predict`` minus the full-resolution postprocessing. Returns low-res logits
+    (C, 256, 256) and predicted IoUs (C,)."""
+    import torch
+
+    from engine.transforms import ResizeLongestSide
+
+    transform = ResizeLongestSide(model.image_encoder.img_size)
+    device = model.device
+    with torch.inference_mode():
+        points = None
+        if prompts.points is not None:
+            coords = transform.apply_coords(prompts.points.copy(), state.original_size)
+            points = (
+                torch.as_tensor(coords, dtype=torch.float, device=device)[None],
+                torch.as_tensor(prompts.labels, dtype=torch.int, device=device)[None],
+            )
+        boxes = None
+        if prompts.box is not None:
+            boxes = torch.as_tensor(
+                transform.apply_boxes(prompts.box.reshape(1, 4).copy(), state.original_size),
+                dtype=torch.float,
+                device=device,
+            )
+        masks = None
+        if mask_logits is not None:
+            masks = torch.as_tensor(mask_logits, dtype=torch.float, device=device)[None]
+        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+        low_res, iou = model.mask_decoder(
+            image_embeddings=state.features,
+            image_pe=dense_pe(model),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=prompts.multimask,
+        )
+    return low_res[0].float().numpy(), iou[0].float().numpy()
+
+
+def masks_from_low_res(model: Any, state: DecodeState, low_res: np.ndarray) -> np.ndarray:
+    """(C, H, W) bool masks at image resolution, equal to the official postprocessing + threshold."""
+    return upsample_masks(
+        low_res,
+        state.input_size,
+        state.original_size,
+        square=model.image_encoder.img_size,
+        threshold=float(model.mask_threshold),
+    )

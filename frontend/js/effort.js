@@ -1,0 +1,46 @@
+// Time and clicks spent on one mask, from its first prompt to accept (SA-1B's per-mask figures).
+// Time only runs while the page is visible, so a mask left open over lunch does not count hours.
+
+export class MaskEffort {
+  constructor(now = () => Date.now()) {
+    this.now = now;
+    this.reset();
+  }
+
+  reset() {
+    this.clicks = 0;
+    this._elapsedMs = 0;
+    this._runningSince = null;
+    this.started = false;
+  }
+
+  /** Count one interaction (point, box, scribble, brush stroke); the first one starts the clock. */
+  click() {
+    if (!this.started) {
+      this.started = true;
+      this._runningSince = this.now();
+    }
+    this.clicks++;
+  }
+
+  pause() {
+    if (this._runningSince !== null) {
+      this._elapsedMs += this.now() - this._runningSince;
+      this._runningSince = null;
+    }
+  }
+
+  resume() {
+    if (this.started && this._runningSince === null) this._runningSince = this.now();
+  }
+
+  get seconds() {
+    const running = this._runningSince === null ? 0 : this.now() - this._runningSince;
+    return (this._elapsedMs + running) / 1000;
+  }
+
+  /** True once the mask took longer than the hint (SA-1B's rule of thumb: 30 s, then move on). */
+  overHint(hintSeconds) {
+    return hintSeconds > 0 && this.started && this.seconds >= hintSeconds;
+  }
+}

@@ -1,0 +1,49 @@
+// The template and the page script must agree: every element the script looks up by data-testid
+// exists in annotate.html, the config blob is rendered with json_script, and the module is loaded
+// from the static prefix the backend serves.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, readdirSync } from "node:fs";
+
+const read = (path) => readFileSync(new URL(path, import.meta.url), "utf8");
+const html = read("../annotate.html");
+const app = read("../js/app.js");
+
+test("every data-testid the script looks up is in the template", () => {
+  const used = new Set([...app.matchAll(/\$\("([a-z0-9-]+)"\)/g)].map((m) => m[1]));
+  assert.ok(used.size > 20, `only ${used.size} lookups found`);
+  const present = new Set([...html.matchAll(/data-testid="([a-z0-9-]+)"/g)].map((m) => m[1]));
+  const missing = [...used].filter((id) => !present.has(id));
+  assert.deepEqual(missing, []);
+});
+
+test("data-testid values in the template are unique", () => {
+  const ids = [...html.matchAll(/data-testid="([a-z0-9-]+)"/g)].map((m) => m[1]);
+  assert.equal(new Set(ids).size, ids.length);
+});
+
+test("the template renders the config with json_script and loads the module from /static/maskmill/", () => {
+  assert.match(html, /\{\{ config_json\|json_script:"maskmill-config" \}\}/);
+  assert.match(html, /<script type="module" src="\{% static 'maskmill\/js\/app\.js' %\}"><\/script>/);
+  assert.match(html, /\{% load static %\}/);
+  for (const m of html.matchAll(/\{% static '([^']+)' %\}/g)) {
+    assert.ok(m[1].startsWith("maskmill/"), m[1]);
+    read(`../${m[1].slice("maskmill/".length)}`); // the file exists
+  }
+});
+
+test("the modules import only relative files that exist (no bundler, no packages)", () => {
+  for (const name of readdirSync(new URL("../js/", import.meta.url))) {
+    const source = read(`../js/${name}`);
+    for (const m of source.matchAll(/^\s*(?:import|export)[^;]*?from\s+"([^"]+)"/gm)) {
+      assert.ok(m[1].startsWith("./") && m[1].endsWith(".js"), `${name} imports ${m[1]}`);
+      read(`../js/${m[1].slice(2)}`);
+    }
+  }
+});
+
+test("every tool button has a key binding", async () => {
+  const { KEY_BINDINGS } = await import("../js/keymap.js");
+  const actions = new Set(KEY_BINDINGS.map((b) => b.action));
+  for (const m of html.matchAll(/data-action="([A-Za-z]+)"/g)) assert.ok(actions.has(m[1]), m[1]);
+});
