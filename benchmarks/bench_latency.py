@@ -303,17 +303,15 @@ def http_run(env, setup, args, think_ms: float) -> dict:
 
 def in_process_sam(model_info: dict, var: Path, repeats: int) -> dict:
     """Our decoding path vs the official SamPredictor.predict on the same weights and embedding."""
-    from engine.sam import build_sam
-
     from annotator.annotation.interactive import DecodeState, Prompts, decode_low_res, masks_from_low_res
     from engine.masks import encode_rle
+    from engine.sam import build_sam
     from tests.reference import reference
 
     official = model_info["official"]
     ours = build_sam("custom", checkpoint=model_info["checkpoint"], config=model_info["config"])
     ours.eval()
     from engine.embeddings import load_embedding
-
     from engine.transforms import preprocess_shape
 
     stored = next((var / "sam").rglob("embeddings/**/*.npy"))  # the server's cached embedding
@@ -355,8 +353,9 @@ def in_process_sam(model_info: dict, var: Path, repeats: int) -> dict:
 
 
 def in_process_classic(repeats: int) -> float:
-    from engine.classic import ClassicPredictor
     from PIL import Image as PILImage
+
+    from engine.classic import ClassicPredictor
 
     pixels = np.asarray(PILImage.open(io.BytesIO(scene(0))).convert("RGB"))
     predictor = ClassicPredictor()

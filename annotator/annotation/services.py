@@ -111,7 +111,6 @@ def decode_state(image: Image, model_version: ModelVersion, *, start: bool = Tru
 
 def _load_stored(image: Image, model_version: ModelVersion) -> DecodeState | None:
     from engine.embeddings import load_embedding
-
     from engine.transforms import preprocess_shape
 
     row = Embedding.objects.filter(image_id=image.pk, model_version_id=model_version.pk).first()
@@ -263,7 +262,6 @@ def classic_state(image: Image) -> ClassicState:
 
     def build() -> ClassicState:
         from engine.classic import ClassicPredictor
-
         from engine.images import read_image
 
         with image.file.open("rb") as fileobj:

@@ -96,7 +96,6 @@ def test_lru_cache_bounds_and_single_flight():
 def _load_official_pair(config: dict, seed: int = 0):
     from engine.predictor import Predictor
     from engine.sam import build_sam
-
     from tests.reference import reference
     from tests.reference_models import official_sam
 
