@@ -3,51 +3,20 @@ stored as fp16 .npy plus an Embedding row (checked with a tiny random ``custom``
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
-import torch
 
 from annotator.images.models import Embedding
 from annotator.images.tasks import embed
 from annotator.training import services as training
 from tests.conftest import add_image
+from tests.tiny_models import TINY_CONFIG, save_tiny_checkpoint
 
 pytestmark = pytest.mark.django_db
-
-TINY_CONFIG = {
-    "image_size": 128,
-    "patch_size": 16,
-    "encoder_embed_dim": 32,
-    "encoder_depth": 2,
-    "encoder_num_heads": 2,
-    "encoder_global_attn_indexes": [1],
-    "encoder_window_size": 4,
-    "prompt_embed_dim": 32,
-    "decoder_mlp_dim": 64,
-    "decoder_num_heads": 2,
-    "iou_head_hidden_dim": 32,
-}
-
-
-def engine_has_sam() -> bool:
-    return all(
-        importlib.util.find_spec(m) is not None
-        for m in ("engine.sam", "engine.predictor", "engine.embeddings")
-    )
 
 
 @pytest.fixture
 def tiny_model(settings, tmp_path):
-    if not engine_has_sam():
-        pytest.skip(
-            "engine.sam / engine.predictor / engine.embeddings are not on this branch yet (models issue)"
-        )
-    from engine.sam import build_sam
-
-    torch.manual_seed(0)
-    checkpoint = tmp_path / "tiny.pt"
-    torch.save(build_sam("custom", config=TINY_CONFIG).state_dict(), checkpoint)
+    checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
     settings.MASKMILL_MODEL_TYPE = "custom"
     settings.MASKMILL_CHECKPOINT = str(checkpoint)
     settings.MASKMILL_MODEL_CONFIG = TINY_CONFIG

@@ -4,8 +4,6 @@ project's model version changes, and the stored embedding reused instead of runn
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -15,38 +13,9 @@ from annotator.stages import generation, services
 from annotator.training import services as training_services
 from annotator.training.models import JobStatus, ModelVersion
 from tests.integration.pipeline_support import shapes_png
+from tests.tiny_models import LOW_THRESHOLDS, TINY_CONFIG
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(
-        any(
-            importlib.util.find_spec(m) is None
-            for m in ("engine.automatic", "engine.sam", "engine.predictor")
-        ),
-        reason="engine.automatic / engine.sam / engine.predictor are not in this tree yet",
-    ),
-]
-
-TINY_CONFIG = {
-    "image_size": 128,
-    "patch_size": 16,
-    "encoder_embed_dim": 32,
-    "encoder_depth": 2,
-    "encoder_num_heads": 2,
-    "encoder_global_attn_indexes": [1],
-    "encoder_window_size": 4,
-    "prompt_embed_dim": 32,
-    "decoder_mlp_dim": 64,
-    "decoder_num_heads": 2,
-    "iou_head_hidden_dim": 32,
-}
-LOW_THRESHOLDS = {
-    "points_per_side": 4,
-    "points_per_batch": 16,
-    "pred_iou_thresh": 0.0,
-    "stability_score_thresh": 0.0,
-    "min_mask_region_area": 0,
-}
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)

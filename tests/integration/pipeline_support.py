@@ -108,45 +108,6 @@ def slow_engine_generator(model_version: Any, params: dict[str, Any]) -> _Slowed
     return _Slowed(engine_mask_generator(model_version, params))
 
 
-TINY_SAM_CONFIG = {
-    "image_size": 128,
-    "patch_size": 16,
-    "encoder_embed_dim": 32,
-    "encoder_depth": 2,
-    "encoder_num_heads": 2,
-    "encoder_global_attn_indexes": [1],
-    "encoder_window_size": 4,
-    "prompt_embed_dim": 32,
-    "decoder_mlp_dim": 64,
-    "decoder_num_heads": 2,
-    "iou_head_hidden_dim": 32,
-}
-# Random weights: thresholds lowered so masks survive, a sparse grid so a task stays cheap.
-LOW_THRESHOLDS = {
-    "points_per_side": 4,
-    "points_per_batch": 16,
-    "pred_iou_thresh": 0.0,
-    "stability_score_thresh": 0.0,
-    "min_mask_region_area": 0,
-}
-
-
-def engine_available() -> bool:
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in ("engine.automatic", "engine.sam"))
-
-
-def save_tiny_checkpoint(path: Any, seed: int = 0) -> None:
-    """A random ``custom`` SAM checkpoint, so every worker process loads the same weights."""
-    import torch
-
-    from engine.sam import build_sam
-
-    torch.manual_seed(seed)
-    torch.save(build_sam("custom", config=TINY_SAM_CONFIG).state_dict(), path)
-
-
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
@@ -175,9 +136,8 @@ class PipelineServices:
         self.workers: dict[str, subprocess.Popen] = {}
         self.faults: list[str] = []
         self.extra_env = env or {}
-        # The real MaskGenerator on a tiny random SAM once engine.automatic is in the tree; until
-        # then the cheap deterministic generator (same records, same platform code path).
-        self.real_engine = engine_available()
+        # The real MaskGenerator on a tiny random SAM (every worker loads the same checkpoint).
+        self.real_engine = True
 
     # --- processes -------------------------------------------------------------------------------
 

@@ -24,15 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.pipeline_support import (
-    LOW_THRESHOLDS,
-    TINY_SAM_CONFIG,
-    PipelineServices,
-    expected_mask_count,
-    save_tiny_checkpoint,
-    shapes_png,
-)
+from tests.integration.pipeline_support import PipelineServices, expected_mask_count, shapes_png
 from tests.integration.services import DATABASE_URL, gate, unavailable
+from tests.tiny_models import LOW_THRESHOLDS, TINY_CONFIG, save_tiny_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +63,7 @@ def prepare_project(services: PipelineServices) -> None:
     if services.real_engine:
         checkpoint = str(services.tmp / "tiny-sam.pt")
         save_tiny_checkpoint(checkpoint)
-        config, generation = TINY_SAM_CONFIG, {"fully_automatic": LOW_THRESHOLDS}
+        config, generation = TINY_CONFIG, {"fully_automatic": LOW_THRESHOLDS}
     services.manage(
         "shell", "-c",
         "from annotator.projects.services import create_project; "

@@ -13,46 +13,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.tiny_models import TINY_CONFIG, save_tiny_checkpoint
+
 ROOT = Path(__file__).resolve().parents[3]
-
-TINY_CONFIG = {
-    "image_size": 128,
-    "patch_size": 16,
-    "encoder_embed_dim": 32,
-    "encoder_depth": 2,
-    "encoder_num_heads": 2,
-    "encoder_global_attn_indexes": [1],
-    "encoder_window_size": 4,
-    "prompt_embed_dim": 32,
-    "decoder_mlp_dim": 64,
-    "decoder_num_heads": 2,
-    "iou_head_hidden_dim": 32,
-}
-
-
-def engine_has_sam() -> bool:
-    import importlib.util
-
-    return all(
-        importlib.util.find_spec(m) is not None
-        for m in ("engine.sam", "engine.predictor", "engine.embeddings")
-    )
 
 
 @pytest.fixture(scope="session")
 def worker_model_env(tmp_path_factory) -> dict[str, str]:
-    """A tiny random ``custom`` SAM checkpoint for the worker, once ``engine.sam`` exists."""
-    if not engine_has_sam():
-        return {"MASKMILL_MODEL_TYPE": ""}
+    """A tiny random ``custom`` SAM checkpoint for the worker."""
     import json
 
-    import torch
-
-    from engine.sam import build_sam
-
-    torch.manual_seed(0)
-    checkpoint = tmp_path_factory.mktemp("model") / "tiny.pt"
-    torch.save(build_sam("custom", config=TINY_CONFIG).state_dict(), checkpoint)
+    checkpoint = save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
     return {
         "MASKMILL_MODEL_TYPE": "custom",
         "MASKMILL_CHECKPOINT": str(checkpoint),
