@@ -1,0 +1,39 @@
+"""With DEBUG off (gunicorn in docker) the annotation page's JavaScript must still be served:
+collectstatic, then a request for one of the page's modules answers 200 through WhiteNoise."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import django
+django.setup()
+from django.core.management import call_command
+call_command("collectstatic", interactive=False, verbosity=0)
+from django.test import Client
+client = Client(SERVER_NAME="localhost")
+response = client.get("/static/maskmill/js/app.js")
+body = b"".join(response.streaming_content) if response.streaming else response.content
+print(response.status_code, response["Content-Type"], len(body), sep="|")
+"""
+
+
+def test_static_files_are_served_with_debug_off(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "annotator.settings",
+        "DEBUG": "0",
+        "SECRET_KEY": "x" * 60,
+        "ALLOWED_HOSTS": "localhost",
+        "STATIC_ROOT": str(tmp_path / "static"),
+        "MASKMILL_VAR_DIR": str(tmp_path / "var"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    status, content_type, size = done.stdout.strip().splitlines()[-1].split("|")
+    assert status == "200" and "javascript" in content_type and int(size) > 1000
