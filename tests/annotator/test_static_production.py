@@ -15,7 +15,7 @@ from django.core.management import call_command
 call_command("collectstatic", interactive=False, verbosity=0)
 from django.test import Client
 client = Client(SERVER_NAME="localhost")
-response = client.get("/static/maskmill/js/app.js")
+response = client.get("/static/maskmill/js/app.js", secure=True)
 body = b"".join(response.streaming_content) if response.streaming else response.content
 print(response.status_code, response["Content-Type"], len(body), sep="|")
 """
