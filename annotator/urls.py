@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+from annotator.health import healthz
 from annotator.images import api as images_api
 from annotator.masks import api as masks_api
 from annotator.projects import api as projects_api
@@ -30,6 +31,7 @@ api = [
 ]
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("", project_views.projects_page, name="projects-page"),
     path("projects/<int:pk>/", project_views.project_page, name="project-page"),
     path("", include("annotator.stages.pages")),
