@@ -11,8 +11,10 @@ against the B prompts, so everything that depends on the image only (the keys/va
 token-to-image attention, the queries of the first image-to-token attention) is computed once per
 batch. The modules are the model's own (``mask_decoder.transformer``, ``output_upscaling``,
 hypernetwork and IoU heads, whose names are fixed by the checkpoint's state-dict keys), so any
-module with the official structure works; a model whose transformer cannot broadcast, or gives
-other numbers, falls back to the plain call (checked once per model on two prompts).
+module with the official structure works (segment_anything's and ``engine.sam``'s, whose
+transformer also avoids projecting the image tokens per prompt); a model whose transformer cannot
+broadcast, or gives other numbers, falls back to the plain call (checked once per model on two
+prompts).
 """
 
 from __future__ import annotations
@@ -69,10 +71,13 @@ def _decode_shared(decoder, features, image_pe, sparse, dense, pred_iou_thresh=0
     hs, src = decoder.transformer(src, image_pe, tokens)
     iou_pred = decoder.iou_prediction_head(hs[:, 0, :])[:, 1:]
     rows = _rows_to_upscale(iou_pred, pred_iou_thresh)
+    _, channels, height, width = features.shape
+    if len(rows) == 0:  # nothing can pass the filter: skip the upscaling altogether
+        side = 4 * height, 4 * width
+        return features.new_zeros((0, decoder.num_mask_tokens - 1, *side)), iou_pred, rows
     if len(rows) < batch:
         hs, src = hs[rows], src[rows]
     mask_tokens_out = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
-    _, channels, height, width = features.shape
     src = src.transpose(1, 2).reshape(len(rows), channels, height, width)
     upscaled = decoder.output_upscaling(src)
     hyper_in = torch.stack(
