@@ -10,6 +10,7 @@ tests use it to run a cheap deterministic generator in real worker processes.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import threading
@@ -76,47 +77,13 @@ def check_parameters(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def engine_mask_generator(model_version: ModelVersion, params: dict[str, Any]) -> Generator:
-    """``engine.automatic.MaskGenerator`` on the process's loaded model, COCO RLE output, able to
-    start from a stored embedding (see ``_embedding_aware``)."""
+    """``engine.automatic.MaskGenerator`` on the process's loaded model, COCO RLE output; its
+    ``generate(image, embedding=...)`` can start from a stored embedding."""
     from annotator.training.services import predictor_for
+    from engine.automatic import MaskGenerator
 
     model = predictor_for(model_version).model
-    return _embedding_aware()(model, output_mode="coco_rle", **params)
-
-
-_embedding_aware_class: type | None = None
-
-
-def _embedding_aware() -> type:
-    """MaskGenerator plus ``generate_with_embedding(image, embedding, input_size)``.
-
-    engine.automatic has no public way to take a precomputed image embedding, so this subclass
-    answers its per-crop encoder call (``_embed``) for the full-image crop with the stored tensor.
-    Only used when the run has no extra crop layers (the other crops need the encoder anyway).
-    """
-    global _embedding_aware_class
-    if _embedding_aware_class is None:
-        from engine.automatic import MaskGenerator
-
-        class EmbeddingAwareMaskGenerator(MaskGenerator):
-            _precomputed: tuple[Any, tuple[int, int], tuple[int, int]] | None = None
-
-            def generate_with_embedding(
-                self, image: Any, embedding: Any, input_size: tuple[int, int]
-            ) -> list[dict[str, Any]]:
-                self._precomputed = (embedding.to(self.device), tuple(input_size), image.shape[:2])
-                try:
-                    return self.generate(image)
-                finally:
-                    self._precomputed = None
-
-            def _embed(self, crop: Any) -> tuple[Any, tuple[int, int]]:
-                if self._precomputed is not None and crop.shape[:2] == self._precomputed[2]:
-                    return self._precomputed[0], self._precomputed[1]
-                return super()._embed(crop)
-
-        _embedding_aware_class = EmbeddingAwareMaskGenerator
-    return _embedding_aware_class
+    return MaskGenerator(model, output_mode="coco_rle", **params)
 
 
 _generators_lock = threading.Lock()
@@ -184,6 +151,13 @@ def cached_embedding(image: Image, model_version: ModelVersion) -> tuple[Any, tu
     return tensor, (int(stored.input_size[0]), int(stored.input_size[1]))
 
 
+def _takes_embedding(generator: Generator) -> bool:
+    try:
+        return "embedding" in inspect.signature(generator.generate).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def run_generator(image: Image, model_version: ModelVersion, params: dict[str, Any]) -> GenerationResult:
     """Records for one image (BadImage when the image cannot be read)."""
     started = time.perf_counter()
@@ -191,10 +165,11 @@ def run_generator(image: Image, model_version: ModelVersion, params: dict[str, A
     read_done = time.perf_counter()
     generator = generator_for(model_version, params)
     reused = False
-    if hasattr(generator, "generate_with_embedding") and not params.get("crop_n_layers"):
+    # A generator from MASKMILL_MASK_GENERATOR may not take an embedding; engine's does.
+    if _takes_embedding(generator) and not params.get("crop_n_layers"):
         cached = cached_embedding(image, model_version)
         if cached is not None:
-            records = generator.generate_with_embedding(pixels, cached[0], cached[1])
+            records = generator.generate(pixels, embedding=cached[0])
             reused = True
     if not reused:
         records = generator.generate(pixels)

@@ -11,8 +11,10 @@ against the B prompts, so everything that depends on the image only (the keys/va
 token-to-image attention, the queries of the first image-to-token attention) is computed once per
 batch. The modules are the model's own (``mask_decoder.transformer``, ``output_upscaling``,
 hypernetwork and IoU heads, whose names are fixed by the checkpoint's state-dict keys), so any
-module with the official structure works; a model whose transformer cannot broadcast, or gives
-other numbers, falls back to the plain call (checked once per model on two prompts).
+module with the official structure works (segment_anything's and ``engine.sam``'s, whose
+transformer also avoids projecting the image tokens per prompt); a model whose transformer cannot
+broadcast, or gives other numbers, falls back to the plain call (checked once per model on two
+prompts).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import weakref
 
 import torch
+import torch.nn.functional as F
 
 _FAST_OK: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
 
@@ -69,18 +72,39 @@ def _decode_shared(decoder, features, image_pe, sparse, dense, pred_iou_thresh=0
     hs, src = decoder.transformer(src, image_pe, tokens)
     iou_pred = decoder.iou_prediction_head(hs[:, 0, :])[:, 1:]
     rows = _rows_to_upscale(iou_pred, pred_iou_thresh)
+    height, width = features.shape[-2:]
+    if len(rows) == 0:  # nothing can pass the filter: skip the upscaling altogether
+        side = 4 * height, 4 * width
+        return features.new_zeros((0, decoder.num_mask_tokens - 1, *side)), iou_pred, rows
     if len(rows) < batch:
         hs, src = hs[rows], src[rows]
+    # Only the multimask tokens (1..) are kept, so the single-mask token's hypernetwork is skipped.
     mask_tokens_out = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
-    _, channels, height, width = features.shape
-    src = src.transpose(1, 2).reshape(len(rows), channels, height, width)
-    upscaled = decoder.output_upscaling(src)
+    upscaled = _upscale_channels_last(decoder.output_upscaling, src, height, width)
     hyper_in = torch.stack(
-        [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1
+        [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps) if i > 0],
+        dim=1,
     )
     b, c, h, w = upscaled.shape
-    masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
-    return masks[:, 1:], iou_pred, rows
+    pixels = upscaled.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    masks = torch.bmm(hyper_in, pixels.transpose(1, 2)).view(b, -1, h, w)
+    return masks, iou_pred, rows
+
+
+def _upscale_channels_last(upscaling: torch.nn.Module, tokens: torch.Tensor, height: int, width: int):
+    """``output_upscaling`` on the transformer's image tokens (B, h*w, C), which already are a
+    channels-last image: no transpose copy, ConvTranspose2d runs faster on that layout, and each
+    ``LayerNorm2d`` becomes one fused ``layer_norm`` over the contiguous channel axis (it
+    normalises over channels only, so this is the same computation)."""
+    batch, _, channels = tokens.shape
+    x = tokens.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+    for layer in upscaling:
+        if type(layer).__name__ == "LayerNorm2d":
+            normed = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), layer.weight, layer.bias, layer.eps)
+            x = normed.permute(0, 3, 1, 2)
+        else:
+            x = layer(x)
+    return x
 
 
 def _fast_path_ok(model, features, sparse, dense, image_pe) -> bool:

@@ -46,7 +46,7 @@ from engine.masks import (
     rle_to_uncompressed,
     stability_score,
 )
-from engine.transforms import ResizeLongestSide
+from engine.transforms import ResizeLongestSide, preprocess_shape
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
@@ -203,10 +203,17 @@ class MaskGenerator:
     # --- public API ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def generate(self, image: np.ndarray) -> list[dict[str, Any]]:
-        """Masks for one HxWx3 RGB uint8 image, as segment_anything's records."""
+    def generate(self, image: np.ndarray, embedding: torch.Tensor | None = None) -> list[dict[str, Any]]:
+        """Masks for one HxWx3 RGB uint8 image, as segment_anything's records.
+
+        ``embedding``: the model's image-encoder output for this whole image (1 x C x h x w, as
+        ``Predictor.get_image_embedding()`` gives it), e.g. a cached one; it stands in for the
+        encoder on the full-image crop, so with ``crop_n_layers=0`` the encoder does not run."""
         self.timings = defaultdict(float)
-        return self._records(self._generate_masks(_check_image(image)))
+        image = _check_image(image)
+        if embedding is not None:
+            embedding = self._check_embedding(embedding)
+        return self._records(self._generate_masks(image, embedding))
 
     @torch.no_grad()
     def generate_batch(self, images: Iterable[np.ndarray]) -> Iterator[list[dict[str, Any]]]:
@@ -226,10 +233,33 @@ class MaskGenerator:
 
     # --- stages ----------------------------------------------------------------------------------
 
-    def _generate_masks(self, image: np.ndarray) -> dict[str, Any]:
+    def _check_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
+        if not isinstance(embedding, torch.Tensor):
+            raise TypeError(f"embedding must be a torch.Tensor, got {type(embedding).__name__}")
+        if embedding.dim() == 3:
+            embedding = embedding[None]
+        expected = (
+            1,
+            self.model.mask_decoder.transformer_dim,
+            *self.model.prompt_encoder.image_embedding_size,
+        )
+        if tuple(embedding.shape) != expected:
+            raise ValueError(
+                f"embedding must be {' x '.join(map(str, expected))} for this model, "
+                f"got {tuple(embedding.shape)}"
+            )
+        if not embedding.is_floating_point():
+            raise ValueError(f"embedding must be floating point, got {embedding.dtype}")
+        return embedding.to(device=self.device, dtype=torch.float32)
+
+    def _generate_masks(self, image: np.ndarray, embedding: torch.Tensor | None = None) -> dict[str, Any]:
         height, width = image.shape[:2]
         crop_boxes, layers = generate_crop_boxes((height, width), self.crop_n_layers, self.crop_overlap_ratio)
-        per_crop = [self._process_crop(image, box, layer) for box, layer in zip(crop_boxes, layers)]
+        # Layer 0 is always the whole image, the crop a given embedding belongs to.
+        per_crop = [
+            self._process_crop(image, box, layer, embedding if layer == 0 else None)
+            for box, layer in zip(crop_boxes, layers)
+        ]
         data = {
             key: torch.cat([crop[key] for crop in per_crop])
             for key in ("boxes", "areas", "iou_preds", "stability", "points", "crop_boxes")
@@ -258,11 +288,17 @@ class MaskGenerator:
         self.timings["rle"] += time.perf_counter() - start
         return data
 
-    def _process_crop(self, image: np.ndarray, crop_box: list[int], layer: int) -> dict[str, Any]:
+    def _process_crop(
+        self, image: np.ndarray, crop_box: list[int], layer: int, embedding: torch.Tensor | None = None
+    ) -> dict[str, Any]:
         x0, y0, x1, y1 = crop_box
         crop = image[y0:y1, x0:x1, :]
         crop_size = crop.shape[:2]
-        features, input_size = self._embed(crop)
+        if embedding is None:
+            features, input_size = self._embed(crop)
+        else:
+            features = embedding
+            input_size = preprocess_shape(crop_size[0], crop_size[1], self.transform.target_length)
 
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
         candidates = _Candidates()

@@ -1,13 +1,16 @@
 """The two-way transformer of SAM's mask decoder: prompt tokens attend to the image embedding and
 the image embedding attends back to the tokens, in every layer.
 
-Parameter names match segment_anything's ``TwoWayTransformer``. Attention goes through
-``scaled_dot_product_attention``; the image positional encoding is broadcast over the prompt batch
-instead of being copied per prompt, which matters for the automatic generator's 64-prompt batches.
+Parameter names match segment_anything's ``TwoWayTransformer``. The image embedding and its
+positional encoding may have batch 1 against B prompts (the automatic generator's 64-prompt
+batches): the first layer's image side is then shared, and the image tokens become per-prompt only
+where the math makes them so (after the first image→token attention). The cross-attentions never
+project the 64x64 image tokens per prompt (see ``Attention.attend_to_many``/``attend_from_many``).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -15,7 +18,13 @@ from engine.sam.common import MLPBlock
 
 
 class Attention(nn.Module):
-    """Multi-head attention whose projections may shrink the width by ``downsample_rate``."""
+    """Multi-head attention whose projections may shrink the width by ``downsample_rate``.
+
+    In SAM's decoder one side of every cross-attention is a handful of tokens and the other the
+    64x64 image tokens. ``attend_to_many`` / ``attend_from_many`` use that: a projection is linear,
+    so instead of projecting thousands of image tokens per prompt they fold the few tokens'
+    projections into small per-prompt matrices that multiply the image tokens once. Either side
+    may have batch 1 against the other's B prompts (broadcast, no per-prompt copies)."""
 
     def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
         super().__init__()
@@ -33,16 +42,74 @@ class Attention(nn.Module):
         batch, tokens, width = x.shape
         return x.view(batch, tokens, self.num_heads, width // self.num_heads).transpose(1, 2)
 
+    def _folding_pays(self, few: int) -> bool:
+        """Folding costs heads·few columns per image token, projecting costs internal_dim."""
+        return few * self.num_heads < self.internal_dim
+
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         q = self._split_heads(self.q_proj(q))
         k = self._split_heads(self.k_proj(k))
         v = self._split_heads(self.v_proj(v))
-        if k.shape[0] != q.shape[0]:  # keys shared by the whole prompt batch
-            k = k.expand(q.shape[0], -1, -1, -1)
-            v = v.expand(q.shape[0], -1, -1, -1)
+        batch = max(q.shape[0], k.shape[0])
+        if k.shape[0] != batch:  # keys shared by the whole prompt batch
+            k = k.expand(batch, -1, -1, -1)
+            v = v.expand(batch, -1, -1, -1)
+        if q.shape[0] != batch:  # queries shared by the whole prompt batch
+            q = q.expand(batch, -1, -1, -1)
         out = F.scaled_dot_product_attention(q, k, v)
-        batch, heads, tokens, width = out.shape
+        _, heads, tokens, width = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(batch, tokens, heads * width))
+
+    def attend_to_many(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Few queries q (B, n, E) against many keys/values k, v (B or 1, M, E); same result as
+        ``forward``. score_h = q_h·(Wk_h x + bk_h) = (Wk_hᵀ q_h)·x + const per query row, which
+        softmax drops; and Σ p·(Wv_h x + bv_h) = Wv_h (Σ p·x) + bv_h since each row of p sums to 1.
+        So the M keys and values are never projected."""
+        batch, few, _ = q.shape
+        if not self._folding_pays(few):
+            return self.forward(q, k, v)
+        heads, head_dim, width = self.num_heads, self.internal_dim // self.num_heads, self.embedding_dim
+        q_heads = self.q_proj(q).view(batch, few, heads, head_dim)
+        q_in = torch.einsum("bnhd,hde->bhne", q_heads, self.k_proj.weight.view(heads, head_dim, width))
+        q_in = q_in.reshape(batch, heads * few, width) * head_dim**-0.5
+        if k.shape[0] == 1 and batch > 1:  # shared image side: all prompts' rows in one product
+            q_in = q_in.reshape(1, batch * heads * few, width)
+        probs = torch.softmax(q_in @ k.transpose(1, 2), dim=-1)
+        mixed = (probs @ v).view(batch, heads, few, width)
+        out = torch.einsum("bhne,hde->bnhd", mixed, self.v_proj.weight.view(heads, head_dim, width))
+        out = out + self.v_proj.bias.view(heads, head_dim)
+        return self.out_proj(out.reshape(batch, few, self.internal_dim))
+
+    def attend_from_many(self, q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None = None) -> Tensor:
+        """Many queries q (B or 1, M, E) against few keys/values k, v (B, n, E); same result as
+        ``forward`` (plus ``residual`` when given, added in the same product). score_h =
+        (Wq_h x + bq_h)·k_h = x·(Wq_hᵀ k_h) + bq_h·k_h, and the output projection is folded into
+        the values: Wo (Σ_h p_h v_h) + bo = Σ_h p_h (Wo_h v_h + bo / heads). The M queries are
+        never projected, nor their M attention outputs. Scores are laid out (B, heads, n, M) so
+        that the softmax over the n tokens runs along contiguous rows of M."""
+        batch, few, _ = k.shape
+        if not self._folding_pays(few):
+            out = self.forward(q, k, v)
+            return out if residual is None else residual + out
+        heads, head_dim, width = self.num_heads, self.internal_dim // self.num_heads, self.embedding_dim
+        scale = head_dim**-0.5
+        k_heads = self.k_proj(k).view(batch, few, heads, head_dim)
+        q_weight = self.q_proj.weight.view(heads, head_dim, width)
+        fold = torch.einsum("hde,bnhd->bhne", q_weight, k_heads).reshape(batch, heads * few, width) * scale
+        offset = torch.einsum("hd,bnhd->bhn", self.q_proj.bias.view(heads, head_dim), k_heads)
+        offset = offset.reshape(batch, heads, few, 1) * scale
+        v_heads = self.v_proj(v).view(batch, few, heads, head_dim)
+        v_out = torch.einsum("bnhd,ehd->bhne", v_heads, self.out_proj.weight.view(width, heads, head_dim))
+        v_out = (v_out + self.out_proj.bias / heads).reshape(batch, heads * few, width)
+        tokens = q.shape[1]
+        if q.shape[0] == 1 and batch > 1:  # shared image side: one product for all prompts
+            scores = (fold.reshape(batch * heads * few, width) @ q[0].T).view(batch, heads, few, tokens)
+        else:
+            scores = torch.bmm(fold, q.transpose(1, 2)).view(batch, heads, few, tokens)
+        probs = torch.softmax(scores.add_(offset), dim=2).view(batch, heads * few, tokens).transpose(1, 2)
+        if residual is None:
+            return torch.bmm(probs, v_out)
+        return torch.baddbmm(residual, probs, v_out)
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -79,11 +146,13 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm1(queries)
 
         k = keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, keys))
+        queries = self.norm2(
+            queries + self.cross_attn_token_to_image.attend_to_many(queries + query_pe, k, keys)
+        )
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(self.cross_attn_image_to_token.attend_from_many(k, q, queries, residual=keys))
         return queries, keys
 
 
@@ -119,12 +188,14 @@ class TwoWayTransformer(nn.Module):
     def forward(
         self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """image_embedding (B, C, h, w), image_pe (1 or B, C, h, w), point_embedding (B, N, C)
+        """image_embedding (1 or B, C, h, w), image_pe (1 or B, C, h, w), point_embedding (B, N, C)
         → processed tokens (B, N, C) and image tokens (B, h·w, C)."""
         keys = image_embedding.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = point_embedding
         for layer in self.layers:
             queries, keys = layer(queries, keys, point_embedding, key_pe)
-        attn_out = self.final_attn_token_to_image(queries + point_embedding, keys + key_pe, keys)
+        attn_out = self.final_attn_token_to_image.attend_to_many(
+            queries + point_embedding, keys + key_pe, keys
+        )
         return self.norm_final_attn(queries + attn_out), keys

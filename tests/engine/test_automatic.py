@@ -165,6 +165,39 @@ def test_bad_arguments_say_what_is_wrong(small_models):
         MaskGenerator(ours, points_per_side=2).generate(np.zeros((10, 10), np.uint8))
 
 
+def test_a_given_embedding_replaces_the_encoder(small_models):
+    _, ours = small_models
+    generator = MaskGenerator(ours, points_per_side=4, pred_iou_thresh=0, stability_score_thresh=0)
+    image = scene(seed=3)
+    expected = generator.generate(image)
+    tensor = torch.as_tensor(generator.transform.apply_image(image)).permute(2, 0, 1)[None].contiguous()
+    with torch.no_grad():
+        embedding = ours.image_encoder(ours.preprocess(tensor))
+    calls = []
+    hook = ours.image_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        actual = generator.generate(image, embedding=embedding)
+    finally:
+        hook.remove()
+    assert calls == [] and generator.timings["encoder"] == 0.0
+    assert len(expected) >= 5
+    assert_same_records(expected, actual)
+    with pytest.raises(ValueError, match="embedding must be 1 x 64 x"):
+        generator.generate(image, embedding=embedding[:, :32])
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
+        generator.generate(image, embedding=embedding.numpy())
+
+
+def test_our_model_takes_the_shared_image_decode_path(small_models):
+    """engine.sam's transformer broadcasts a batch-1 image side against the prompts, so the
+    generator does not fall back to copying the embedding per prompt."""
+    from engine.automatic import decoding
+
+    _, ours = small_models
+    MaskGenerator(ours, points_per_side=2).generate(scene())
+    assert decoding._FAST_OK.get(ours) is True
+
+
 class CachedEncoder(torch.nn.Module):
     """An image encoder that returns a fixed embedding: the vit_b encoder costs 20-60 s per call on
     the shared CI cores and its equivalence is tested elsewhere; this test is about the generator
