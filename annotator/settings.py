@@ -147,6 +147,7 @@ STATIC_URL = "static/"
 # The annotation page (frontend/) is served as /static/maskmill/...
 STATICFILES_DIRS = [("maskmill", BASE_DIR / "frontend")]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise expects it even before collectstatic
 MEDIA_URL = "/media/"  # never served publicly: files go through the permission-checking views
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 
