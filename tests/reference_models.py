@@ -9,28 +9,12 @@ from functools import partial
 
 import torch
 
+from engine.sam import DEFAULT_CONFIG
 from tests.reference import reference
 
-# Maskmill's `custom` config keys (engine.sam.build_sam(config=...)); missing keys take these
-# vit_b values.
-VIT_B_CONFIG = {
-    "image_size": 1024,
-    "patch_size": 16,
-    "encoder_embed_dim": 768,
-    "encoder_depth": 12,
-    "encoder_num_heads": 12,
-    "encoder_global_attn_indexes": [2, 5, 8, 11],
-    "encoder_window_size": 14,
-    "encoder_mlp_ratio": 4.0,
-    "prompt_embed_dim": 256,
-    "mask_in_chans": 16,
-    "decoder_depth": 2,
-    "decoder_mlp_dim": 2048,
-    "decoder_num_heads": 8,
-    "num_multimask_outputs": 3,
-    "iou_head_depth": 3,
-    "iou_head_hidden_dim": 256,
-}
+# Maskmill's `custom` config schema and its vit_b defaults: the official models below are built
+# from the same dict so that a state dict can be copied between the two.
+VIT_B_CONFIG = dict(DEFAULT_CONFIG)
 
 # A model small enough for fast tests that still has windowed + global attention, padding
 # (window 4 does not divide 16×16 tokens... it does; window 3 does not) and a real decoder.
