@@ -34,6 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engine.images import check_image_array
 from engine.transforms import preprocess_shape
 
 LOW_RES = 256  # side of the low-res logits, as SAM's mask decoder
@@ -98,16 +99,7 @@ class ClassicPredictor:
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Keep the image (and its Lab and grey versions) for the prompts that follow."""
-        if image_format not in ("RGB", "BGR"):
-            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        if not isinstance(image, np.ndarray):
-            raise TypeError(f"image must be a numpy array, got {type(image).__name__}")
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be HxWx3, got shape {image.shape}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8, got {image.dtype}")
-        if image.shape[0] < 2 or image.shape[1] < 2:
-            raise ValueError(f"image is too small to segment: {image.shape[1]}x{image.shape[0]}")
+        check_image_array(image, image_format, min_side=2)  # a region needs two pixels to have an edge
         code = cv2.COLOR_RGB2LAB if image_format == "RGB" else cv2.COLOR_BGR2LAB
         self._lab = cv2.cvtColor(np.ascontiguousarray(image), code)
         self._grey = self._lab[:, :, 0]

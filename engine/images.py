@@ -75,3 +75,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def check_image_array(image: object, image_format: str, min_side: int = 1) -> None:
+    """Validate an in-memory image handed to a predictor: HxWx3 uint8, RGB or BGR, at least
+    ``min_side`` pixels each way. Raises TypeError/ValueError saying what is wrong."""
+    if image_format not in ("RGB", "BGR"):
+        raise ValueError(f"image_format must be 'RGB' or 'BGR', not {image_format!r}")
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a numpy array, not {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be HxWx3, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 with values 0..255, got dtype {image.dtype}")
+    height, width = image.shape[:2]
+    if height < min_side or width < min_side:
+        what = "empty" if min(height, width) == 0 else "too small"
+        raise ValueError(
+            f"image is {what}: {width}x{height}, at least {min_side}x{min_side} pixels are needed"
+        )

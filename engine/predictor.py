@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from engine.images import check_image_array
 from engine.transforms import ResizeLongestSide, preprocess_shape
 
 VALID_LABELS = (-1, 0, 1)  # -1: padding ("not a point"), 0: background, 1: foreground
@@ -31,16 +32,7 @@ class Predictor:
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Encode an HxWx3 uint8 image (RGB or BGR) for the following ``predict`` calls."""
-        if image_format not in ("RGB", "BGR"):
-            raise ValueError(f"image_format must be 'RGB' or 'BGR', not {image_format!r}")
-        if not isinstance(image, np.ndarray):
-            raise TypeError(f"image must be a numpy array, not {type(image).__name__}")
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be HxWx3, got shape {image.shape}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8 with values 0..255, got dtype {image.dtype}")
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise ValueError(f"image is empty: shape {image.shape}")
+        check_image_array(image, image_format)
         if image_format != self.model.image_format:
             image = image[..., ::-1]
         resized = self.transform.apply_image(np.ascontiguousarray(image))
