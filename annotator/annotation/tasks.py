@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.conf import settings
-from django.db import InterfaceError, OperationalError
 
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+from annotator.images.tasks import EMBED_TASK_OPTIONS
 
 
-@shared_task(
-    name="annotator.annotation.tasks.embed_once",
-    acks_late=True,
-    reject_on_worker_lost=True,
-    time_limit=settings.MASKMILL_EMBED_TIME_LIMIT,
-    soft_time_limit=max(settings.MASKMILL_EMBED_TIME_LIMIT - 30, 30),
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=5,
-)
+@shared_task(name="annotator.annotation.tasks.embed_once", **EMBED_TASK_OPTIONS)
 def embed_once(image_id: int, model_version_id: int) -> int | None:
     """Prefetch / on-demand embedding under the cross-process claim; the Embedding id, or None when
     another process is computing it (its result will be found by the next ``prepare``)."""

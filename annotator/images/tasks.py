@@ -10,9 +10,9 @@ from annotator.images.embeddings import ensure_embedding
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
-
-@shared_task(
-    name="annotator.images.tasks.embed",
+# Every task that computes an embedding: a lost worker's task goes to another, transient
+# database/broker errors are retried with backoff, and a stuck encoder is stopped.
+EMBED_TASK_OPTIONS = dict(
     acks_late=True,
     reject_on_worker_lost=True,
     time_limit=settings.MASKMILL_EMBED_TIME_LIMIT,
@@ -23,6 +23,9 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutEr
     retry_jitter=True,
     max_retries=5,
 )
+
+
+@shared_task(name="annotator.images.tasks.embed", **EMBED_TASK_OPTIONS)
 def embed(image_id: int) -> int | None:
     """Compute the image's embedding for its project's model; the Embedding id, or None."""
     embedding = ensure_embedding(image_id)
