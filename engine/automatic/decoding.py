@@ -22,7 +22,8 @@ from __future__ import annotations
 import weakref
 
 import torch
-import torch.nn.functional as F
+
+from engine.sam.mask_decoder import upscale_and_project
 
 _FAST_OK: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
 
@@ -80,31 +81,12 @@ def _decode_shared(decoder, features, image_pe, sparse, dense, pred_iou_thresh=0
         hs, src = hs[rows], src[rows]
     # Only the multimask tokens (1..) are kept, so the single-mask token's hypernetwork is skipped.
     mask_tokens_out = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
-    upscaled = _upscale_channels_last(decoder.output_upscaling, src, height, width)
     hyper_in = torch.stack(
         [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps) if i > 0],
         dim=1,
     )
-    b, c, h, w = upscaled.shape
-    pixels = upscaled.permute(0, 2, 3, 1).reshape(b, h * w, c)
-    masks = torch.bmm(hyper_in, pixels.transpose(1, 2)).view(b, -1, h, w)
+    masks = upscale_and_project(decoder.output_upscaling, src, hyper_in, height, width)
     return masks, iou_pred, rows
-
-
-def _upscale_channels_last(upscaling: torch.nn.Module, tokens: torch.Tensor, height: int, width: int):
-    """``output_upscaling`` on the transformer's image tokens (B, h*w, C), which already are a
-    channels-last image: no transpose copy, ConvTranspose2d runs faster on that layout, and each
-    ``LayerNorm2d`` becomes one fused ``layer_norm`` over the contiguous channel axis (it
-    normalises over channels only, so this is the same computation)."""
-    batch, _, channels = tokens.shape
-    x = tokens.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
-    for layer in upscaling:
-        if type(layer).__name__ == "LayerNorm2d":
-            normed = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), layer.weight, layer.bias, layer.eps)
-            x = normed.permute(0, 3, 1, 2)
-        else:
-            x = layer(x)
-    return x
 
 
 def _fast_path_ok(model, features, sparse, dense, image_pe) -> bool:

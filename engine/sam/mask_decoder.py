@@ -8,6 +8,7 @@ Parameter names match segment_anything's ``MaskDecoder``.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.sam.common import MLP, LayerNorm2d
@@ -80,16 +81,79 @@ class MaskDecoder(nn.Module):
         src = image_embeddings + dense_prompt_embeddings
         if src.shape[0] != batch:
             src = src.expand(batch, -1, -1, -1)
-        _, channels, h, w = src.shape
+        h, w = src.shape[-2:]
 
         hs, src = self.transformer(src, image_pe, tokens)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(batch, channels, h, w))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        _, up_channels, up_h, up_w = upscaled.shape
-        masks = (hyper_in @ upscaled.view(batch, up_channels, up_h * up_w)).view(batch, -1, up_h, up_w)
+        masks = upscale_and_project(self.output_upscaling, src, hyper_in, h, w)
         return masks, self.iou_prediction_head(iou_token_out)
+
+
+# Prompts upscaled together: ~12 MB of intermediate features each, so a chunk stays cache-sized.
+UPSCALE_CHUNK = 4
+
+
+def upscale_and_project(upscaling: nn.Sequential, tokens: Tensor, hyper_in: Tensor, h: int, w: int) -> Tensor:
+    """``hyper_in @ output_upscaling(image tokens)``: (B, h*w, C) tokens and (B, M, C/8)
+    hypernetwork outputs → (B, M, 4h, 4w) mask logits.
+
+    Both ConvTranspose2d layers have kernel = stride = 2, so each input pixel writes its own 2x2
+    block of outputs: the layer is one matmul of the channels-last pixels by the weight laid out
+    as (in, 2·2·out). The transformer's image tokens already are channels-last, the LayerNorm2d
+    becomes a ``layer_norm`` over the contiguous last axis, and the pixels stay in block order
+    (i, j, di, dj, ei, ej) until the M masks, the only small tensor, are put in raster order. On CPU
+    this is several times faster than the convolutions, which spend most of their time in layout
+    copies. A stack of any other shape runs as the plain modules."""
+    conv1, norm, act1, conv2, act2 = _block_upscaling(upscaling) or (None,) * 5
+    batch, tokens_n, channels = tokens.shape
+    masks_n = hyper_in.shape[1]
+    if conv1 is None:
+        upscaled = upscaling(tokens.transpose(1, 2).reshape(batch, channels, h, w))
+        _, up_c, up_h, up_w = upscaled.shape
+        return (hyper_in @ upscaled.view(batch, up_c, up_h * up_w)).view(batch, masks_n, up_h, up_w)
+    mid, out = conv1.out_channels, conv2.out_channels
+    w1 = conv1.weight.permute(0, 2, 3, 1).reshape(channels, 4 * mid)
+    b1 = conv1.bias.repeat(4)
+    w2 = conv2.weight.permute(0, 2, 3, 1).reshape(mid, 4 * out)
+    b2 = conv2.bias.repeat(4)
+    chunks = []
+    for start in range(0, batch, UPSCALE_CHUNK):
+        part = tokens[start : start + UPSCALE_CHUNK]
+        n = part.shape[0]
+        x = torch.addmm(b1, part.reshape(n * tokens_n, channels), w1).view(-1, mid)
+        x = act1(F.layer_norm(x, (mid,), norm.weight, norm.bias, norm.eps))
+        x = act2(torch.addmm(b2, x, w2)).view(n, tokens_n * 16, out)
+        chunks.append(torch.bmm(x, hyper_in[start : start + n].transpose(1, 2)))
+    masks = torch.cat(chunks) if len(chunks) > 1 else chunks[0]  # (B, pixels in block order, M)
+    masks = masks.view(batch, h, w, 2, 2, 2, 2, masks_n).permute(0, 7, 1, 3, 5, 2, 4, 6)
+    return masks.reshape(batch, masks_n, 4 * h, 4 * w)
+
+
+def _block_upscaling(upscaling: nn.Module) -> tuple[nn.Module, ...] | None:
+    """The five layers of SAM's upscaling when both transposed convolutions are 2x2 blocks."""
+    layers = list(upscaling) if isinstance(upscaling, nn.Sequential) else []
+    if len(layers) != 5:
+        return None
+    conv1, norm, _, conv2, _ = layers
+    for conv in (conv1, conv2):
+        if not (
+            isinstance(conv, nn.ConvTranspose2d)
+            and conv.kernel_size == (2, 2)
+            and conv.stride == (2, 2)
+            and conv.padding == (0, 0)
+            and conv.output_padding == (0, 0)
+            and conv.dilation == (1, 1)
+            and conv.groups == 1
+            and conv.bias is not None
+        ):
+            return None
+    if not (hasattr(norm, "weight") and hasattr(norm, "bias") and hasattr(norm, "eps")):
+        return None
+    if type(norm).__name__ != "LayerNorm2d":
+        return None
+    return tuple(layers)

@@ -190,8 +190,10 @@ class TwoWayTransformer(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """image_embedding (1 or B, C, h, w), image_pe (1 or B, C, h, w), point_embedding (B, N, C)
         → processed tokens (B, N, C) and image tokens (B, h·w, C)."""
-        keys = image_embedding.flatten(2).transpose(1, 2)
-        key_pe = image_pe.flatten(2).transpose(1, 2)
+        # Channels-last tokens, contiguous: every later elementwise op and product then streams
+        # memory in order (free when the caller already holds channels_last tensors).
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         queries = point_embedding
         for layer in self.layers:
             queries, keys = layer(queries, keys, point_embedding, key_pe)
