@@ -71,7 +71,7 @@ def annotate_image(request: HttpRequest, pk: int) -> HttpResponse:
         "labels": [
             {"id": label.pk, "name": label.name, "color": label.color} for label in project.labels.all()
         ],
-        "user": {"username": request.user.get_username()},
+        "user": {"username": request.user.get_username(), "id": request.user.pk},
         "nextImageUrl": f"{reverse('annotate-next', args=[project.pk])}?done={image.pk}",
         "prevImageUrl": reverse("annotate-image", args=[previous.pk]) if previous else None,
         "secondsPerMaskHint": project.setting("seconds_per_mask_hint"),

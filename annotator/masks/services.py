@@ -139,7 +139,11 @@ def create_mask_once(
 
 @transaction.atomic
 def update_mask(mask: Mask, *, version: int, user: AbstractBaseUser | None = None, **changes: Any) -> Mask:
-    """Apply ``changes`` if ``version`` is the stored one; bumps the version. Raises StaleVersion."""
+    """Apply ``changes`` if ``version`` is the stored one; bumps the version. Raises StaleVersion.
+
+    The user who decides a model proposal nobody has touched yet (status proposed → accepted or
+    rejected, no annotator) becomes its annotator, so the decision's seconds and clicks count for
+    someone on the dashboard's effort by annotator."""
     unknown = set(changes) - EDITABLE_FIELDS
     if unknown:
         raise ValidationError({name: "cannot be changed" for name in sorted(unknown)})
@@ -156,6 +160,14 @@ def update_mask(mask: Mask, *, version: int, user: AbstractBaseUser | None = Non
             raise ValidationError({"status": f"one of {', '.join(MaskStatus.values)}"})
         if values["status"] == MaskStatus.ACCEPTED and mask.status != MaskStatus.ACCEPTED:
             values["accepted_at"] = timezone.now()
+        if (
+            values["status"] != MaskStatus.PROPOSED
+            and mask.status == MaskStatus.PROPOSED
+            and mask.annotator_id is None
+            and user is not None
+            and user.is_authenticated
+        ):
+            values["annotator"] = user
     now = timezone.now()
     updated = Mask.objects.filter(pk=mask.pk, version=version).update(
         **values, version=F("version") + 1, updated_at=now

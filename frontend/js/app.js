@@ -10,6 +10,7 @@ import { canvasToImage, clientToCanvas, dragDistance, imagePixel, imageToCanvas,
   panBy, wheelZoomFactor, zoomAt, canvasToClient } from "./geometry.js";
 import { actionForEvent, helpRows } from "./keymap.js";
 import { paintStroke, paletteColor, parseColor, samplePath } from "./maskops.js";
+import { isProposal, nextProposalKey, proposalCount, quickLabel } from "./proposals.js";
 import { decodeRle, encodeRle, maskBbox, rleArea, rleBounds } from "./rle.js";
 import { EMPTY_DRAFT, History, currentDraftRle, cycleIndex, draftHasWork } from "./store.js";
 
@@ -43,6 +44,9 @@ class AnnotationPage {
     this.api = new ApiClient({ apiBase: config.apiBase, csrfToken: config.csrfToken || csrfCookie() });
     this.history = new History(EMPTY_DRAFT);
     this.effort = new MaskEffort();
+    this.decisionEffort = new MaskEffort(); // the selected proposal: time from selection to decision
+    this.hadProposals = false;
+    this.pickerTarget = null; // a proposal's key when the label picker accepts a proposal as it is
     this.labels = config.labels ?? [];
     this.lastLabelId = null;
     this.masks = []; // server records + optimistic local ones: {..., key, pending, error}
@@ -95,6 +99,9 @@ class AnnotationPage {
     this.setBrushRadius(Math.max(4, Math.round(Math.min(info.width, info.height) / 80)));
     this.masks = masks.map((m) => ({ ...m, key: `id:${m.id}`, pending: false }));
     this.applyPendingOps();
+    this.hadProposals = proposalCount(this.masks) > 0;
+    const first = nextProposalKey(this.masks, null, 1);
+    if (first) this.selectProposal(first, { render: false }); // review starts at once: A, X or M
     this.renderMaskList();
     this.refreshStoredOverlay();
     this.renderPending();
@@ -315,6 +322,7 @@ class AnnotationPage {
         mask: this.decode(m.segmentation),
         rgb: this.maskRgb(m, i),
         selected: m.key === this.selectedKey,
+        proposed: isProposal(m),
         bounds: this.boundsOf(m.segmentation),
       };
     });
@@ -368,30 +376,147 @@ class AnnotationPage {
       item.dataset.source = m.source ?? "";
       item.dataset.status = m.status ?? "";
       item.dataset.pending = String(Boolean(m.pending));
-      item.className = "mask-item" + (m.key === this.selectedKey ? " selected" : "") + (m.status === "rejected" ? " rejected" : "");
+      item.className = "mask-item" + (m.key === this.selectedKey ? " selected" : "") +
+        (m.status === "rejected" ? " rejected" : "") + (isProposal(m) ? " proposed" : "");
       const swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.style.background = `rgb(${this.maskRgb(m, i).join(",")})`;
       const label = this.labelById(m.label);
       const score = m.predicted_iou != null ? Number(m.predicted_iou).toFixed(2) : "–";
-      const author = typeof m.annotator === "object" && m.annotator ? m.annotator.username ?? m.annotator.id : m.annotator;
+      const author = this.authorName(m.annotator);
       item.append(swatch, span("mask-label", label ? label.name : "(no label)", "mask-label"),
         span(`badge source-${m.source}`, m.source ?? "?", "mask-source"),
         span("mask-score", score, "mask-score"),
         span("mask-author", author ?? (m.source === "auto" ? "model" : "–"), "mask-author"));
-      if (m.status && m.status !== "accepted") item.append(span("badge status", m.status, "mask-status"));
+      if (m.status && m.status !== "accepted") item.append(span(`badge status status-${m.status}`, m.status, "mask-status"));
       if (m.review_note) item.append(span("mask-note", `Review: ${m.review_note}`, "mask-note"));
       if (m.pending) item.append(span("badge pending", m.opStatus === "conflict" ? "conflict" : "saving…", "mask-pending"));
       item.addEventListener("click", () => this.select(m.key));
       item.addEventListener("dblclick", () => this.editMask(m.key));
       list.append(item);
+      if (m.key === this.selectedKey) item.scrollIntoView?.({ block: "nearest" });
     });
+    this.renderProposalPanel();
+  }
+
+  /** The API gives an annotator's id: the page knows only its own user's name. */
+  authorName(annotator) {
+    if (annotator == null) return null;
+    if (typeof annotator === "object") return annotator.username ?? `user #${annotator.id}`;
+    const me = this.config.user;
+    if (me?.id != null && String(annotator) === String(me.id)) return me.username;
+    return typeof annotator === "number" ? `user #${annotator}` : String(annotator);
+  }
+
+  /** How many proposals are left on this image (shown once the image had any). */
+  renderProposalPanel() {
+    const left = proposalCount(this.masks);
+    const panel = $("proposal-panel");
+    panel.hidden = !(left || this.hadProposals);
+    panel.dataset.left = String(left);
+    $("proposal-count").textContent = left
+      ? `${left} proposal${left === 1 ? "" : "s"} left on this image`
+      : "All proposals on this image reviewed";
   }
 
   select(key) {
     this.selectedKey = this.selectedKey === key ? null : key;
+    if (isProposal(this.selectedMask())) this.startDecisionClock();
     this.renderMaskList();
     this.refreshStoredOverlay();
+  }
+
+  // ---------------------------------------------------------------- proposals: accept, reject, fix
+  startDecisionClock() {
+    this.decisionEffort = new MaskEffort();
+    this.decisionEffort.begin();
+  }
+
+  /** Select a proposal (never toggles it off) and start timing the decision on it. */
+  selectProposal(key, { render = true } = {}) {
+    this.selectedKey = key;
+    this.startDecisionClock();
+    if (render) {
+      this.renderMaskList();
+      this.refreshStoredOverlay();
+    }
+  }
+
+  /** J / K: the next or previous proposal in reading order, from the selection. */
+  moveToProposal(step) {
+    const key = nextProposalKey(this.masks, this.selectedKey, step);
+    if (!key) {
+      this.flash("No proposals left on this image.");
+      return;
+    }
+    this.selectProposal(key);
+  }
+
+  /** After a decision on `decidedKey`: on to the next proposal, or say that the image is done. */
+  advanceFrom(decidedKey) {
+    const key = nextProposalKey(this.masks, decidedKey, 1);
+    if (key) this.selectProposal(key);
+    else {
+      this.selectedKey = null;
+      this.renderMaskList();
+      this.refreshStoredOverlay();
+      if (this.hadProposals) this.flash("All proposals on this image reviewed: add what is missing, then N.");
+    }
+  }
+
+  /** The time and clicks of the decision on the selected proposal, as saves send them. */
+  decisionFigures() {
+    return { seconds: Math.round(this.decisionEffort.seconds * 10) / 10, clicks: this.decisionEffort.clicks };
+  }
+
+  /**
+   * Accept the selected proposal exactly as the model proposed it: only status and label change,
+   * so the pre-fill report counts it as kept. Without `labelId`, the fastest label that is safe:
+   * see quickLabel (the picker opens only when there is nothing to go on).
+   */
+  acceptProposal(labelId = undefined, key = this.selectedKey) {
+    const m = this.masks.find((x) => x.key === key);
+    if (!isProposal(m) || m.id == null) {
+      this.flash("Select a proposed mask first (J / K).");
+      return;
+    }
+    if (labelId === undefined) {
+      const choice = quickLabel(m, this.lastLabelId, this.labels);
+      if (!choice) return this.openPicker({ proposalKey: m.key });
+      labelId = choice.label;
+    }
+    const body = { status: "accepted", label: labelId, ...this.decisionFigures() };
+    Object.assign(m, body, { pending: true, opStatus: "pending" });
+    this.queue.enqueue({ kind: "update", imageId: this.imageId, maskId: m.id, body: { ...body, version: m.version } });
+    if (labelId != null) this.lastLabelId = labelId;
+    const label = this.labelById(labelId);
+    this.flash(`Proposal #${m.id} accepted${label ? ` as ${label.name}` : ""}.`);
+    this.advanceFrom(m.key);
+  }
+
+  /** A: accept the proposal being fixed, else the selected proposal; a new mask goes to the picker. */
+  quickAccept() {
+    const d = this.history.state;
+    if (d.baseMask?.status === "proposed") {
+      const choice = quickLabel(d.baseMask, this.lastLabelId, this.labels);
+      return choice ? this.accept(choice.label) : this.openPicker();
+    }
+    if (draftHasWork(d) || d.baseMask) return this.openPicker();
+    return this.acceptProposal();
+  }
+
+  /** 1–9 outside the picker: accept the proposal being fixed, or the selected one, with that label. */
+  acceptWithLabelKey(event) {
+    const label = this.labels[Number(event?.key) - 1];
+    const d = this.history.state;
+    const fixing = d.baseMask?.status === "proposed";
+    const reviewing = !draftHasWork(d) && !d.baseMask && isProposal(this.selectedMask());
+    if (!label || !(fixing || reviewing)) {
+      this.flash(label ? "Press Enter first, then a number to choose the label." : `There is no label ${event?.key}.`);
+      return;
+    }
+    if (fixing) this.accept(label.id);
+    else this.acceptProposal(label.id);
   }
 
   selectedMask() {
@@ -402,16 +527,27 @@ class AnnotationPage {
   editMask(key) {
     const m = this.masks.find((x) => x.key === key);
     if (!m) return;
-    this.effort.reset();
+    const proposal = isProposal(m);
+    if (proposal) {
+      // Fixing a proposal: its decision clock goes on (time since it was selected), clicks add up.
+      if (m.key !== this.selectedKey) this.startDecisionClock();
+      this.effort = this.decisionEffort;
+      this.decisionEffort = new MaskEffort();
+    } else {
+      this.effort.reset();
+    }
     this.history.commit({
       ...EMPTY_DRAFT,
       baseMask: { id: m.id, localId: m.localId ?? null, key: m.key, version: m.version, rle: m.segmentation,
-        label: m.label, source: m.source },
+        label: m.label, source: m.source, status: m.status },
     });
     this.lastLabelId = m.label ?? this.lastLabelId;
     this.selectedKey = null;
     this.renderMaskList();
-    this.flash(`Editing mask ${m.id ? "#" + m.id : "(unsaved)"}: click to refine, brush to fix, Enter to save.`);
+    this.refreshStoredOverlay();
+    this.flash(proposal
+      ? `Fixing proposal #${m.id}: click to refine, E to erase, B to paint, then A (or Enter) to accept it.`
+      : `Editing mask ${m.id ? "#" + m.id : "(unsaved)"}: click to refine, brush to fix, Enter to save.`);
   }
 
   // ---------------------------------------------------------------- accept, delete, reject
@@ -435,6 +571,9 @@ class AnnotationPage {
       clicks: this.effort.clicks,
       point_coords: d.points.filter((p) => p.label === 1).map((p) => [round2(p.x), round2(p.y)]),
     };
+    // An edit made with the brush or eraser only keeps the stored mask's prompt points (the
+    // generator's point of a proposal) instead of blanking them.
+    if (d.baseMask && !body.point_coords.length) delete body.point_coords;
     if (candidate && !d.edited && candidate.score != null) body.predicted_iou = candidate.score;
     const user = this.config.user?.username ?? this.config.user ?? null;
     if (d.baseMask) {
@@ -451,9 +590,14 @@ class AnnotationPage {
         opStatus: "pending" });
       this.queue.enqueue({ kind: "create", imageId: this.imageId, localId, body: create });
     }
-    this.lastLabelId = labelId;
+    if (labelId != null) this.lastLabelId = labelId;
     this.history.reset(EMPTY_DRAFT);
-    this.effort.reset();
+    this.effort = new MaskEffort();
+    if (d.baseMask?.status === "proposed") {
+      this.flash(`Proposal #${d.baseMask.id} fixed and accepted.`);
+      this.advanceFrom(d.baseMask.key);
+      return;
+    }
     this.renderMaskList();
     this.refreshStoredOverlay();
     this.flash("Mask accepted; the indicator at the top shows when it is stored.");
@@ -465,6 +609,11 @@ class AnnotationPage {
       if (draftHasWork(this.history.state)) this.cancelDraft();
       else this.flash("Select a mask in the list first (click it, or Alt+click it on the image).");
       return;
+    }
+    if (isProposal(m)) {
+      // Rejected rather than deleted, so the pre-fill report still counts what the model proposed.
+      this.flash("Proposals are rejected (X), not deleted.");
+      return this.rejectSelected();
     }
     if (!this.confirmed("delete", `Press Del again to delete mask ${m.id ? "#" + m.id : "(unsaved)"}.`)) return;
     m.pendingDelete = true;
@@ -484,8 +633,17 @@ class AnnotationPage {
       this.flash("Select a saved proposed mask to reject it.");
       return;
     }
-    Object.assign(m, { status: "rejected", pending: true });
-    this.queue.enqueue({ kind: "update", imageId: this.imageId, maskId: m.id, body: { status: "rejected", version: m.version } });
+    const proposal = isProposal(m);
+    // The decision's time and clicks are the mask's effort only for a proposal: a saved mask
+    // rejected later keeps the effort of whoever drew it.
+    const body = { status: "rejected", ...(proposal ? this.decisionFigures() : {}) };
+    Object.assign(m, body, { pending: true, opStatus: "pending" });
+    this.queue.enqueue({ kind: "update", imageId: this.imageId, maskId: m.id, body: { ...body, version: m.version } });
+    if (proposal) {
+      this.flash(`Proposal #${m.id} rejected.`);
+      this.advanceFrom(m.key);
+      return;
+    }
     this.renderMaskList();
     this.refreshStoredOverlay();
   }
@@ -493,7 +651,7 @@ class AnnotationPage {
   cancelDraft() {
     if (!draftHasWork(this.history.state) && !this.history.state.baseMask) return;
     this.history.commit({ ...EMPTY_DRAFT });
-    this.effort.reset();
+    this.effort = new MaskEffort();
     this.flash("Current mask discarded (Ctrl+Z brings it back)");
   }
 
@@ -515,19 +673,27 @@ class AnnotationPage {
     }
     if (draftHasWork(this.history.state) &&
         !this.confirmed(direction, `The current mask is not saved. Press again to go to the ${direction} image anyway.`)) return;
+    const left = proposalCount(this.masks);
+    if (left && !draftHasWork(this.history.state) && !this.confirmed(`${direction}:proposals`,
+      `${left} proposal${left === 1 ? " is" : "s are"} not reviewed yet (A / X / M). ` +
+      `Press again to go to the ${direction} image anyway.`)) return;
     this.leaving = true;
     window.location.assign(url);
   }
 
   // ---------------------------------------------------------------- label picker
-  openPicker() {
-    const rle = currentDraftRle(this.history.state);
-    if (!rle || rleArea(rle) === 0) {
-      this.flash("Nothing to accept yet: click on an object first.");
-      return;
+  /** The label picker for the current mask, or (`target.proposalKey`) for a proposal accepted as it is. */
+  openPicker(target = null) {
+    this.pickerTarget = target;
+    if (!target) {
+      const rle = currentDraftRle(this.history.state);
+      if (!rle || rleArea(rle) === 0) {
+        this.flash("Nothing to accept yet: click on an object first.");
+        return;
+      }
     }
     if (!this.labels.length) {
-      this.accept(null);
+      this.pick(null);
       return;
     }
     this.pickerOpen = true;
@@ -571,8 +737,11 @@ class AnnotationPage {
   }
 
   pick(labelId) {
-    this.closePicker();
-    this.accept(labelId);
+    const target = this.pickerTarget;
+    this.pickerTarget = null;
+    if (this.pickerOpen) this.closePicker();
+    if (target?.proposalKey) this.acceptProposal(labelId, target.proposalKey);
+    else this.accept(labelId);
   }
 
   onPickerKey(event) {
@@ -616,8 +785,16 @@ class AnnotationPage {
     const d = this.history.state;
     const center = { x: this.view.cssWidth / 2, y: this.view.cssHeight / 2 };
     switch (action) {
-      case "accept": return this.openPicker();
-      case "pickLabel": return this.flash("Press Enter first, then a number to choose the label.");
+      case "accept":
+        // Enter on a selected proposal (no current mask): accept it as it is, choosing the label.
+        if (!draftHasWork(d) && !d.baseMask && isProposal(this.selectedMask())) {
+          return this.openPicker({ proposalKey: this.selectedKey });
+        }
+        return this.openPicker();
+      case "pickLabel": return this.acceptWithLabelKey(event);
+      case "acceptProposal": return this.quickAccept();
+      case "nextProposal": return this.moveToProposal(1);
+      case "prevProposal": return this.moveToProposal(-1);
       case "cycleNext":
       case "cyclePrev":
         if (d.candidates.length > 1) {
@@ -800,7 +977,12 @@ class AnnotationPage {
         c.classList.remove("panning");
       }
     });
-    document.addEventListener("visibilitychange", () => (document.hidden ? this.effort.pause() : this.effort.resume()));
+    document.addEventListener("visibilitychange", () => {
+      for (const effort of [this.effort, this.decisionEffort]) {
+        if (document.hidden) effort.pause();
+        else effort.resume();
+      }
+    });
     window.addEventListener("beforeunload", (e) => {
       if (!this.leaving && draftHasWork(this.history.state)) e.preventDefault();
     });
@@ -969,6 +1151,13 @@ class AnnotationPage {
       },
       pendingSaves() {
         return page.queue.items;
+      },
+      selected() {
+        const m = page.selectedMask();
+        return m ? { id: m.id, status: m.status, proposed: isProposal(m) } : null;
+      },
+      proposalsLeft() {
+        return proposalCount(page.masks);
       },
       effort() {
         return { seconds: page.effort.seconds, clicks: page.effort.clicks };

@@ -7,6 +7,13 @@ import { paintOverlay } from "./maskops.js";
 
 const POSITIVE = "#22c55e";
 const NEGATIVE = "#ef4444";
+const AMBER = [251, 191, 36];
+// Proposals (waiting for accept / reject / fix): amber-and-black dashed outline, lighter fill; the
+// selected one white-and-amber, and it pulses (unless the user asked for reduced motion).
+const PROPOSAL_COLORS = [AMBER, [17, 17, 17]];
+const SELECTED_PROPOSAL_COLORS = [[255, 255, 255], AMBER];
+const PULSE_PERIOD_MS = 1200;
+const PULSE_FRAME_MS = 80;
 
 export class CanvasView {
   constructor(canvas, { devicePixelRatio = () => window.devicePixelRatio || 1 } = {}) {
@@ -22,6 +29,9 @@ export class CanvasView {
     this.storedLayer = null;
     this.draftLayer = null;
     this.markers = { points: [], box: null, dragBox: null, path: null, brush: null };
+    this.pulse = null; // {canvas, x, y}: the selected proposal, drawn over the stored layer
+    this._pulseTimer = 0;
+    this.reducedMotion = Boolean(window.matchMedia?.("(prefers-reduced-motion: reduce)").matches);
     this._frame = 0;
     this.cssWidth = 1;
     this.cssHeight = 1;
@@ -68,21 +78,52 @@ export class CanvasView {
     this.requestRender();
   }
 
-  /** masks: [{mask: Uint8Array, rgb: [r,g,b], selected: bool, bounds}] painted in order. */
+  /** masks: [{mask: Uint8Array, rgb: [r,g,b], selected: bool, proposed: bool, bounds}] painted in order. */
   setStoredMasks(masks) {
     if (!this.width) return;
     const rgba = new Uint8ClampedArray(this.width * this.height * 4);
+    // Dashes a few screen pixels long at the fitted zoom, whatever the image size.
+    const length = Math.max(3, Math.round(Math.max(this.width, this.height) / 120));
     for (const m of masks) {
       if (m.bounds === null) continue; // empty mask
-      paintOverlay(rgba, m.mask, this.width, this.height, m.rgb, m.selected ? 0.6 : 0.4, true, m.bounds);
+      const alpha = m.selected ? 0.6 : m.proposed ? 0.3 : 0.4;
+      paintOverlay(rgba, m.mask, this.width, this.height, m.rgb, alpha, true, m.bounds,
+        m.proposed ? { length, colors: PROPOSAL_COLORS } : null);
     }
     for (const m of masks) {
       if (m.selected && m.bounds !== null) {
-        paintOverlay(rgba, m.mask, this.width, this.height, [255, 255, 255], 0, true, m.bounds);
+        paintOverlay(rgba, m.mask, this.width, this.height, [255, 255, 255], 0, true, m.bounds,
+          m.proposed ? { length, colors: SELECTED_PROPOSAL_COLORS } : null);
       }
     }
     this._put(this.storedLayer, rgba);
+    this._setPulse(masks.find((m) => m.selected && m.proposed && m.bounds !== null) ?? null);
     this.requestRender();
+  }
+
+  /** The selected proposal as a white cut-out of its bounding box, faded in and out by render(). */
+  _setPulse(m) {
+    clearTimeout(this._pulseTimer);
+    this._pulseTimer = 0;
+    if (!m) {
+      this.pulse = null;
+      return;
+    }
+    const [x0, y0, x1, y1] = m.bounds;
+    const w = x1 - x0 + 1;
+    const h = y1 - y0 + 1;
+    const rgba = new Uint8ClampedArray(w * h * 4);
+    for (let y = 0; y < h; y++) {
+      const row = (y + y0) * this.width + x0;
+      for (let x = 0; x < w; x++) {
+        if (m.mask[row + x]) rgba.fill(255, (y * w + x) * 4, (y * w + x) * 4 + 4);
+      }
+    }
+    const canvas = document.createElement("canvas");
+    canvas.width = w;
+    canvas.height = h;
+    canvas.getContext("2d").putImageData(new ImageData(rgba, w, h), 0, 0);
+    this.pulse = { canvas, x: x0, y: y0, bounds: m.bounds };
   }
 
   /**
@@ -160,15 +201,52 @@ export class CanvasView {
     ctx.imageSmoothingEnabled = false;
     if (!this.hidden) {
       ctx.drawImage(this.storedLayer, 0, 0);
+      if (this.pulse) this._drawPulse();
     }
     ctx.drawImage(this.draftLayer, 0, 0);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     this._drawMarkers();
   }
 
+  _drawPulse() {
+    const { ctx } = this;
+    const phase = this.reducedMotion ? 0.5 : 0.5 + 0.5 * Math.sin((2 * Math.PI * performance.now()) / PULSE_PERIOD_MS);
+    ctx.globalAlpha = 0.08 + 0.3 * phase;
+    ctx.drawImage(this.pulse.canvas, this.pulse.x, this.pulse.y);
+    ctx.globalAlpha = 1;
+    if (!this.reducedMotion && !this._pulseTimer) {
+      // A few frames a second is enough for a pulse, and leaves the CPU to the annotator.
+      this._pulseTimer = setTimeout(() => {
+        this._pulseTimer = 0;
+        if (this.pulse) this.requestRender();
+      }, PULSE_FRAME_MS);
+    }
+  }
+
+  /** Marching ants around the selected proposal's box: visible at any zoom and on any image. */
+  _drawProposalBox() {
+    const { ctx } = this;
+    const [x0, y0, x1, y1] = this.pulse.bounds;
+    const a = imageToCanvas({ x: x0, y: y0 }, this.view);
+    const b = imageToCanvas({ x: x1 + 1, y: y1 + 1 }, this.view);
+    const pad = 4;
+    const rect = [a.x - pad, a.y - pad, b.x - a.x + 2 * pad, b.y - a.y + 2 * pad];
+    ctx.lineWidth = 4;
+    ctx.strokeStyle = "rgba(0,0,0,0.6)";
+    ctx.strokeRect(...rect);
+    ctx.setLineDash([7, 5]);
+    ctx.lineDashOffset = this.reducedMotion ? 0 : -((performance.now() / 50) % 12);
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = `rgb(${AMBER.join(",")})`;
+    ctx.strokeRect(...rect);
+    ctx.setLineDash([]);
+    ctx.lineDashOffset = 0;
+  }
+
   _drawMarkers() {
     const { ctx } = this;
     const m = this.markers;
+    if (this.pulse && !this.hidden) this._drawProposalBox();
     for (const box of [m.box, m.dragBox]) {
       if (!box) continue;
       const a = imageToCanvas({ x: box[0], y: box[1] }, this.view);

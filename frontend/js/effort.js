@@ -1,4 +1,5 @@
-// Time and clicks spent on one mask, from its first prompt to accept (SA-1B's per-mask figures).
+// Time and clicks spent on one mask, from its first prompt to accept (SA-1B's per-mask figures);
+// for a model proposal, from the moment it is selected to the decision (accept, reject, fix).
 // Time only runs while the page is visible, so a mask left open over lunch does not count hours.
 
 export class MaskEffort {
@@ -14,12 +15,17 @@ export class MaskEffort {
     this.started = false;
   }
 
-  /** Count one interaction (point, box, scribble, brush stroke); the first one starts the clock. */
-  click() {
+  /** Start the clock without an interaction: a model proposal put in front of the annotator. */
+  begin() {
     if (!this.started) {
       this.started = true;
       this._runningSince = this.now();
     }
+  }
+
+  /** Count one interaction (point, box, scribble, brush stroke); the first one starts the clock. */
+  click() {
+    this.begin();
     this.clicks++;
   }
 

@@ -2,17 +2,27 @@
 // help overlay (?) is rendered from it, so the two cannot drift apart.
 
 export const KEY_BINDINGS = Object.freeze([
-  { action: "accept", keys: ["Enter"], help: "Accept the current mask: opens the label picker" },
+  { action: "accept", keys: ["Enter"],
+    help: "Accept the current mask (or, with none, the selected proposal): opens the label picker" },
   { action: "pickLabel", keys: ["1", "2", "3", "4", "5", "6", "7", "8", "9"], display: "1 – 9",
-    help: "In the label picker: choose that label and save (or type to search, ↑/↓, Enter)" },
+    help: "In the label picker: choose that label and save (or type to search, ↑/↓, Enter). " +
+      "On a selected proposal, or one being fixed: accept it with that label" },
   { action: "cycleNext", keys: ["Tab"], help: "Next candidate mask of an ambiguous prompt" },
   { action: "cyclePrev", keys: ["Shift+Tab"], help: "Previous candidate mask" },
   { action: "undo", keys: ["Ctrl+z"], help: "Undo (prompts, boxes, scribbles, brush strokes)" },
   { action: "redo", keys: ["Ctrl+Shift+z", "Ctrl+y"], help: "Redo" },
   { action: "cancel", keys: ["Escape"], help: "Discard the current mask (undoable) / close a dialog" },
-  { action: "delete", keys: ["Delete", "Backspace"], help: "Delete the selected saved mask (press twice to confirm)" },
-  { action: "reject", keys: ["x"], help: "Reject the selected proposed (semi/auto) mask" },
-  { action: "editSelected", keys: ["m"], help: "Start from the selected saved mask (refine it with clicks or brush)" },
+  { action: "delete", keys: ["Delete", "Backspace"],
+    help: "Delete the selected saved mask (press twice to confirm); a proposal is rejected instead" },
+  { action: "nextProposal", keys: ["j", "ArrowDown"], help: "Select the next proposed mask (top to bottom)" },
+  { action: "prevProposal", keys: ["k", "ArrowUp"], help: "Select the previous proposed mask" },
+  { action: "acceptProposal", keys: ["a"],
+    help: "Accept the selected proposed mask as it is (or the one being fixed): its own label, else the last " +
+      "used one (the picker only when there is none yet); then the next proposal" },
+  { action: "reject", keys: ["x"], help: "Reject the selected proposed (semi/auto) mask; then the next proposal" },
+  { action: "editSelected", keys: ["m"],
+    help: "Fix the selected proposal, or start from any selected saved mask: refine it with clicks, brush or " +
+      "eraser, then A (or Enter) to accept" },
   { action: "toggleHidden", keys: ["h"], help: "Hide / show all masks" },
   { action: "toolPrompt", keys: ["v"], help: "Point & box tool: click = positive, right/Shift+click = negative, drag = box" },
   { action: "toolScribble", keys: ["s"], help: "Scribble tool: draw over the object (right/Shift-drag: background)" },

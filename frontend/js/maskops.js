@@ -76,19 +76,33 @@ export function paletteColor(index) {
  * `fillAlpha`, boundary pixels (a 4-neighbour outside the mask) opaque so edges read clearly.
  * Later calls paint over earlier ones, so one buffer holds many masks. `bounds` ([x0, y0, x1, y1],
  * inclusive) limits the work to the mask's box, which matters with hundreds of automatic masks.
+ * `dash` ({length, colors: [rgb, rgb]}) draws the outline in two alternating colours, in square
+ * cells of `length` image pixels: the "dashed" look of a proposal still waiting for a decision.
+ * (Two colours rather than gaps, so no stretch of the outline disappears whatever its angle.)
  */
-export function paintOverlay(rgba, mask, width, height, rgb, fillAlpha = 0.45, outline = true, bounds = null) {
+export function paintOverlay(rgba, mask, width, height, rgb, fillAlpha = 0.45, outline = true, bounds = null,
+  dash = null) {
   const [r, g, b] = rgb;
   const fill = Math.round(fillAlpha * 255);
   const [bx0, by0, bx1, by1] = bounds ?? [0, 0, width - 1, height - 1];
+  const dashLength = dash ? Math.max(1, Math.round(dash.length)) : 0;
   for (let y = Math.max(0, by0); y <= Math.min(height - 1, by1); y++) {
     const row = y * width;
+    const cellY = dashLength ? Math.floor(y / dashLength) : 0;
     for (let x = Math.max(0, bx0); x <= Math.min(width - 1, bx1); x++) {
       const i = row + x;
       if (!mask[i]) continue;
       const edge = outline && (x === 0 || y === 0 || x === width - 1 || y === height - 1 ||
         !mask[i - 1] || !mask[i + 1] || !mask[i - width] || !mask[i + width]);
       const o = i * 4;
+      if (edge && dashLength) {
+        const color = dash.colors[(Math.floor(x / dashLength) + cellY) & 1];
+        rgba[o] = color[0];
+        rgba[o + 1] = color[1];
+        rgba[o + 2] = color[2];
+        rgba[o + 3] = 255;
+        continue;
+      }
       rgba[o] = r;
       rgba[o + 1] = g;
       rgba[o + 2] = b;

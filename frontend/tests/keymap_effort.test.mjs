@@ -21,6 +21,14 @@ test("the required shortcuts are bound", () => {
   assert.equal(actionForEvent(key("[")), "brushSmaller");
   assert.equal(actionForEvent(key("]")), "brushLarger");
   assert.equal(actionForEvent(key("7")), "pickLabel");
+  assert.equal(actionForEvent(key("a")), "acceptProposal");
+  assert.equal(actionForEvent(key("x")), "reject");
+  assert.equal(actionForEvent(key("m")), "editSelected");
+  assert.equal(actionForEvent(key("j")), "nextProposal");
+  assert.equal(actionForEvent(key("ArrowDown")), "nextProposal");
+  assert.equal(actionForEvent(key("k")), "prevProposal");
+  assert.equal(actionForEvent(key("ArrowUp")), "prevProposal");
+  assert.equal(actionForEvent(key("A", { shiftKey: true })), null);
   assert.equal(comboFromEvent(key(" ")), "Space");
 });
 
@@ -50,4 +58,18 @@ test("effort counts clicks and visible time from the first prompt", () => {
   assert.equal(effort.overHint(30), false);
   effort.reset();
   assert.equal(effort.overHint(5), false);
+});
+
+test("a proposal's decision time runs from begin() without counting a click", () => {
+  let t = 0;
+  const effort = new MaskEffort(() => t);
+  effort.begin(); // the proposal is selected
+  t += 3000;
+  assert.equal(effort.clicks, 0);
+  assert.equal(effort.seconds, 3);
+  effort.click(); // fixing it: a stroke counts, the clock does not restart
+  effort.begin();
+  t += 1000;
+  assert.equal(effort.clicks, 1);
+  assert.equal(effort.seconds, 4);
 });

@@ -62,3 +62,22 @@ test("overlay fills the inside translucent and the outline opaque", () => {
   const clipped = paintOverlay(new Uint8ClampedArray(100), mask, 5, 5, [10, 20, 30], 0.5, true, [1, 1, 1, 3]);
   assert.equal(clipped[(2 * w + 2) * 4 + 3], 0);
 });
+
+test("a dashed outline alternates two colours in square cells and keeps the fill", () => {
+  const w = 8;
+  const mask = new Uint8Array(64);
+  for (let y = 1; y <= 6; y++) for (let x = 1; x <= 6; x++) mask[y * w + x] = 1;
+  const a = [250, 190, 30];
+  const b = [10, 10, 10];
+  const rgba = paintOverlay(new Uint8ClampedArray(256), mask, 8, 8, [1, 2, 3], 0.5, true, null,
+    { length: 2, colors: [a, b] });
+  const at = (x, y) => [...rgba.slice((y * w + x) * 4, (y * w + x) * 4 + 4)];
+  assert.deepEqual(at(1, 1), [...a, 255]); // cell (0, 0)
+  assert.deepEqual(at(2, 1), [...b, 255]); // cell (1, 0): along the top edge the colour alternates
+  assert.deepEqual(at(4, 1), [...a, 255]);
+  assert.deepEqual(at(1, 2), [...b, 255]); // and down the left edge
+  assert.deepEqual(at(3, 3), [1, 2, 3, 128]); // the inside is filled as usual
+  assert.deepEqual(at(0, 0), [0, 0, 0, 0]);
+  const solid = paintOverlay(new Uint8ClampedArray(256), mask, 8, 8, [1, 2, 3], 0.5);
+  assert.deepEqual([...solid.slice((1 * w + 2) * 4, (1 * w + 2) * 4 + 4)], [1, 2, 3, 255]); // no dash: solid
+});

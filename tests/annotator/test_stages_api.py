@@ -112,6 +112,76 @@ def test_prefill_report_endpoints(project, images, users, django_capture_on_comm
     assert client_for(users["outsider"]).get(f"/api/projects/{project.pk}/prefill-report/").status_code == 404
 
 
+def test_proposals_decided_the_way_the_page_sends_them_are_counted_kept_fixed_rejected(
+    project, images, users, django_capture_on_commit_callbacks
+):
+    """The annotation page's three one-key decisions on semi proposals, as the PATCH bodies it
+    sends: accept as is (status and label only), reject, fix (the edited segmentation and the
+    status together); a stale version is refused with 409 and changes nothing."""
+    import numpy as np
+
+    from engine.masks import decode_rle, encode_rle
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(users["manager"]).post(
+            f"/api/projects/{project.pk}/stage", {"stage": "semi_automatic"}, format="json"
+        )
+    image = images[1]
+    annotator = client_for(users["annotator"])
+    listed = annotator.get(f"/api/images/{image.pk}/masks/").json()
+    assert [(m["source"], m["status"]) for m in listed] == [("semi", "proposed")] * 3
+    kept, rejected, fixed = listed
+    label = project.labels.get(name="cat").pk
+
+    response = annotator.patch(
+        f"/api/masks/{kept['id']}/",
+        {"status": "accepted", "label": label, "seconds": 1.5, "clicks": 0, "version": kept["version"]},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["segmentation"] == kept["segmentation"]
+    assert response.json()["version"] == kept["version"] + 1
+
+    response = annotator.patch(
+        f"/api/masks/{rejected['id']}/",
+        {"status": "rejected", "seconds": 0.8, "clicks": 0, "version": rejected["version"]},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+
+    edited = decode_rle(fixed["segmentation"]).copy()
+    rows = np.flatnonzero(edited.any(axis=1))
+    edited[rows[0] : rows[0] + 3] = False  # the eraser takes the top rows off
+    body = {
+        "segmentation": encode_rle(edited), "bbox": [0, 0, 1, 1], "area": 1, "label": label,
+        "status": "accepted", "seconds": 6.0, "clicks": 2, "version": fixed["version"],
+    }  # fmt: skip
+    stale = annotator.patch(f"/api/masks/{fixed['id']}/", {**body, "version": 99}, format="json")
+    assert stale.status_code == 409 and "version" in stale.json()["detail"]
+    assert Mask.objects.get(pk=fixed["id"]).status == "proposed"
+    response = annotator.patch(f"/api/masks/{fixed['id']}/", body, format="json")
+    assert response.status_code == 200, response.content
+    stored = Mask.objects.get(pk=fixed["id"])
+    assert np.array_equal(decode_rle(stored.segmentation), edited)
+    assert stored.area == int(edited.sum())  # geometry from the RLE, not from the client
+    # The version the page still holds for the kept mask is stale now: its second save is refused.
+    again = annotator.patch(
+        f"/api/masks/{kept['id']}/", {"status": "rejected", "version": kept["version"]}, format="json"
+    )
+    assert again.status_code == 409
+
+    decided = {m.pk: m for m in Mask.objects.filter(image=image)}
+    assert [decided[m["id"]].status for m in listed] == ["accepted", "rejected", "accepted"]
+    assert {m.annotator for m in decided.values()} == {users["annotator"]}  # who decided
+    assert (decided[kept["id"]].seconds, decided[kept["id"]].clicks) == (1.5, 0)
+    assert (decided[fixed["id"]].seconds, decided[fixed["id"]].clicks) == (6.0, 2)
+    assert decided[fixed["id"]].point_coords == fixed["point_coords"]  # not sent: the generator's point stays
+    report = annotator.get(f"/api/images/{image.pk}/prefill-report").json()
+    assert report == {
+        "image": image.pk, "prefilled": 3, "kept": 1, "fixed": 1, "rejected": 1, "pending": 0, "added": 0,
+    }  # fmt: skip
+
+
 def test_stages_page_moves_the_project_and_shows_runs(
     project, images, users, client, django_capture_on_commit_callbacks
 ):
