@@ -14,7 +14,7 @@ What it does, in one run:
 4. the same HTTP run and in-process timing with no model configured (the classic segmenter).
 
     python benchmarks/bench_latency.py [--clients 8] [--clicks 30] [--seconds 60] [--images 4]
-        [--think-ms 0 250] [--threads 8] [--torch-threads 1]
+        [--think-ms 0 250 1000] [--threads 8] [--torch-threads CPUS]
 
 Prints a table; nothing is asserted. Target (issue 4): vit_b, 8 clients, p50 <= 50 ms, p99 <= 150 ms.
 """
@@ -256,7 +256,8 @@ def client_run(port: int, token: str, image_id: int, bodies: list[dict], think_m
             out.append(("error", status, str(data)[:200]))
             continue
         handle = data["logits_handle"]
-        out.append(("ok", seconds, data.get("timing_ms", {}).get("decode", float("nan"))))
+        timing = data.get("timing_ms", {})
+        out.append(("ok", seconds, timing.get("decode", float("nan")), timing.get("queue", 0.0)))
         if think_ms:
             time.sleep(rng.uniform(0.5, 1.5) * think_ms / 1000)
     connection.close()
@@ -293,6 +294,7 @@ def http_run(env, setup, args, think_ms: float) -> dict:
         "p99": percentile(rtt, 99),
         "max": max(rtt) if rtt else float("nan"),
         "server_decode_p50": percentile([r[2] for r in ok], 50),
+        "server_queue_p50": percentile([r[3] for r in ok], 50),
         "wall": wall,
     }
 
@@ -303,8 +305,7 @@ def http_run(env, setup, args, think_ms: float) -> dict:
 
 def in_process_sam(model_info: dict, var: Path, repeats: int) -> dict:
     """Our decoding path vs the official SamPredictor.predict on the same weights and embedding."""
-    from annotator.annotation.interactive import DecodeState, Prompts, decode_low_res, masks_from_low_res
-    from engine.masks import encode_rle
+    from annotator.annotation.interactive import DecodeState, Prompts, decode_low_res, rles_from_low_res
     from engine.sam import build_sam
     from tests.reference import reference
 
@@ -331,8 +332,7 @@ def in_process_sam(model_info: dict, var: Path, repeats: int) -> dict:
 
     def ours_once() -> None:
         low_res, _ = decode_low_res(ours, state, prompts, None)
-        masks = masks_from_low_res(ours, state, low_res)
-        [encode_rle(m) for m in masks]
+        rles_from_low_res(ours, state, low_res)
 
     def decoder_only() -> None:
         decode_low_res(ours, state, prompts, None)
@@ -374,9 +374,20 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=20, help="per client")
     parser.add_argument("--seconds", type=float, default=45, help="per run after warm-up, at most")
     parser.add_argument("--images", type=int, default=4)
-    parser.add_argument("--think-ms", type=float, nargs="+", default=[0.0, 250.0])
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        nargs="+",
+        default=[0.0, 250.0, 1000.0],
+        help="mean pause between an answer and the client's next click",
+    )
     parser.add_argument("--threads", type=int, default=8, help="gunicorn gthread threads")
-    parser.add_argument("--torch-threads", type=int, default=1, help="intra-op threads of the server")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="intra-op threads of the server (default: every core)",
+    )
     parser.add_argument("--repeats", type=int, default=20, help="in-process repetitions")
     parser.add_argument("--skip-classic", action="store_true")
     args = parser.parse_args()
@@ -415,11 +426,12 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"{'scenario':<24} {'clicks':>6} {'err':>4} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
           f"{'max ms':>8} "
-          f"{'server decode p50':>18}")  # fmt: skip
+          f"{'server decode p50':>18} {'queue p50':>10}")  # fmt: skip
     for name, r in rows:
         print(f"{name:<24} {r['clicks']:>6} {r['errors']:>4} {r['p50']:>8.1f} {r['p90']:>8.1f} "
               f"{r['p99']:>8.1f} "
-              f"{r['max']:>8.1f} {r['server_decode_p50']:>15.1f} ms")  # fmt: skip
+              f"{r['max']:>8.1f} {r['server_decode_p50']:>15.1f} ms "
+              f"{r['server_queue_p50']:>7.1f} ms")  # fmt: skip
         if r["first_error"]:
             print(f"    first error: {r['first_error']}")
     print()

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-from annotator.annotation.lowres import upsample_masks
+from annotator.annotation.lowres import upsample_masks, upsample_masks_rle
 
 MAX_POINTS = 64
 HANDLE_PATTERN = re.compile(r"^lg-[0-9a-f]{24}$")
@@ -362,6 +362,17 @@ def decode_low_res(
 def masks_from_low_res(model: Any, state: DecodeState, low_res: np.ndarray) -> np.ndarray:
     """(C, H, W) bool masks at image resolution, equal to the official postprocessing + threshold."""
     return upsample_masks(
+        low_res,
+        state.input_size,
+        state.original_size,
+        square=model.image_encoder.img_size,
+        threshold=float(model.mask_threshold),
+    )
+
+
+def rles_from_low_res(model: Any, state: DecodeState, low_res: np.ndarray) -> list[dict]:
+    """The COCO RLEs of ``masks_from_low_res`` without building row-major masks first."""
+    return upsample_masks_rle(
         low_res,
         state.input_size,
         state.original_size,

@@ -18,6 +18,19 @@ import numpy as np
 from engine.transforms import preprocess_shape
 
 
+def _checked(
+    low_res: np.ndarray, input_size: tuple[int, int], original_size: tuple[int, int], square: int
+) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    low_res = np.asarray(low_res, dtype=np.float32)
+    if low_res.ndim != 3 or low_res.shape[1] != low_res.shape[2] or low_res.shape[0] < 1:
+        raise ValueError(f"low_res must be (C, n, n) logits, got shape {low_res.shape}")
+    in_h, in_w = (int(v) for v in input_size)
+    height, width = (int(v) for v in original_size)
+    if not (0 < in_h <= square and 0 < in_w <= square):
+        raise ValueError(f"input_size {input_size} does not fit the {square}x{square} model input")
+    return low_res, (in_h, in_w), (height, width)
+
+
 def upsample_masks(
     low_res: np.ndarray,
     input_size: tuple[int, int],
@@ -26,18 +39,37 @@ def upsample_masks(
     threshold: float = 0.0,
 ) -> np.ndarray:
     """(C, n, n) low-res logits → (C, H, W) bool masks, equal to thresholding SAM's postprocess_masks."""
-    low_res = np.asarray(low_res, dtype=np.float32)
-    if low_res.ndim != 3 or low_res.shape[1] != low_res.shape[2] or low_res.shape[0] < 1:
-        raise ValueError(f"low_res must be (C, n, n) logits, got shape {low_res.shape}")
-    in_h, in_w = (int(v) for v in input_size)
-    height, width = (int(v) for v in original_size)
-    if not (0 < in_h <= square and 0 < in_w <= square):
-        raise ValueError(f"input_size {input_size} does not fit the {square}x{square} model input")
+    low_res, (in_h, in_w), (height, width) = _checked(low_res, input_size, original_size, square)
     channels = np.ascontiguousarray(low_res.transpose(1, 2, 0))  # HxWxC: one resize for all masks
     squared = cv2.resize(channels, (square, square), interpolation=cv2.INTER_LINEAR)
     cropped = squared.reshape(square, square, -1)[:in_h, :in_w]
     full = cv2.resize(np.ascontiguousarray(cropped), (width, height), interpolation=cv2.INTER_LINEAR)
     return (full.reshape(height, width, -1) > threshold).transpose(2, 0, 1)
+
+
+def upsample_masks_rle(
+    low_res: np.ndarray,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+    square: int = 1024,
+    threshold: float = 0.0,
+) -> list[dict]:
+    """``upsample_masks`` + COCO RLE of each mask, in a few milliseconds for a 1024x768 image.
+
+    COCO RLE runs down columns, so a row-major mask must be transposed (copied) before encoding.
+    Bilinear resizing treats both axes alike, so this resizes the transposed logits instead and
+    gets the masks already column-major: no copy per mask, one threshold for all of them."""
+    from pycocotools import mask as mask_utils
+
+    low_res, (in_h, in_w), (height, width) = _checked(low_res, input_size, original_size, square)
+    channels = np.ascontiguousarray(low_res.transpose(2, 1, 0))  # (x, y, C)
+    squared = cv2.resize(channels, (square, square), interpolation=cv2.INTER_LINEAR)
+    cropped = squared.reshape(square, square, -1)[:in_w, :in_h]
+    if (in_w, in_h) != (width, height):
+        cropped = cv2.resize(np.ascontiguousarray(cropped), (height, width), interpolation=cv2.INTER_LINEAR)
+    column_major = np.ascontiguousarray((cropped.reshape(width, height, -1) > threshold).transpose(2, 0, 1))
+    encoded = mask_utils.encode(column_major.view(np.uint8).transpose(2, 1, 0))  # (H, W, C) Fortran
+    return [{"size": [height, width], "counts": r["counts"].decode("ascii")} for r in encoded]
 
 
 def mask_to_low_res_logits(mask: np.ndarray, low: int = 256, scale: float = 12.0) -> np.ndarray:

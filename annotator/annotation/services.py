@@ -36,8 +36,8 @@ from annotator.annotation.interactive import (
     PromptError,
     Prompts,
     decode_low_res,
-    masks_from_low_res,
     parse_prompts,
+    rles_from_low_res,
     select_logits,
 )
 from annotator.annotation.lowres import mask_to_low_res_logits
@@ -74,6 +74,13 @@ classic_states: LruCache[int, ClassicState] = LruCache(
     size_of=lambda state: state.nbytes,
 )
 logits_store = LogitsStore(per_user=16)
+
+# Clicks decoded in this process, a few at a time (MASKMILL_DECODE_CONCURRENCY, default 1), each
+# with every core torch is allowed: a click is ~20-40 ms of matrix products on a CPU, and decoding
+# several at once only makes them share the cores and the caches, so every one of them finishes
+# later. Queued in arrival order, the median click waits least. (No batching across requests:
+# different images share no work in the decoder.)
+_decode_gate = threading.BoundedSemaphore(max(1, int(_setting("MASKMILL_DECODE_CONCURRENCY", 1))))
 
 # Embeddings computed in this process, one at a time (the encoder uses every core by itself).
 _encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskmill-embed")
@@ -308,16 +315,21 @@ def predict(image: Image, user: AbstractBaseUser, data: Any) -> dict[str, Any]:
             raise PromptError({"mask_input": notice or "no usable mask prompt and no other prompt"})
 
     started = time.perf_counter()
+    queued = 0.0
     if model_version is None:
         masks, scores, low_res = _predict_classic(image, prompts, mask_logits)
+        rles = [encode_rle(m) for m in masks]
         model_name, fallback = "classic", True
     else:
         state = decode_state(image, model_version)
         if state is None:
             return {"state": PREPARING}
         model = predictor_for(model_version).model
-        low_res, scores = decode_low_res(model, state, prompts, mask_logits)
-        masks = masks_from_low_res(model, state, low_res)
+        with _decode_gate:
+            queued = time.perf_counter() - started
+            started = time.perf_counter()
+            low_res, scores = decode_low_res(model, state, prompts, mask_logits)
+        rles = rles_from_low_res(model, state, low_res)
         model_name, fallback = str(model_version), False
     decoded = time.perf_counter()
     handle = logits_store.put(
@@ -327,12 +339,13 @@ def predict(image: Image, user: AbstractBaseUser, data: Any) -> dict[str, Any]:
         ),
     )
     answer: dict[str, Any] = {
-        "masks": [{"segmentation": encode_rle(m), "score": float(s)} for m, s in zip(masks, scores)],
+        "masks": [{"segmentation": rle, "score": float(s)} for rle, s in zip(rles, scores)],
         "logits_handle": handle,
         "model": model_name,
         "model_version": None if model_version is None else model_version.pk,
         "fallback": fallback,
         "timing_ms": {
+            "queue": round(queued * 1000, 2),
             "decode": round((decoded - started) * 1000, 2),
             "encode_rle": round((time.perf_counter() - decoded) * 1000, 2),
         },

@@ -18,7 +18,7 @@ from annotator.annotation.interactive import (
     decode_low_res,
     masks_from_low_res,
 )
-from annotator.annotation.lowres import mask_to_low_res_logits, upsample_masks
+from annotator.annotation.lowres import mask_to_low_res_logits, upsample_masks, upsample_masks_rle
 from annotator.annotation.models import EmbeddingClaim
 from engine.transforms import preprocess_shape
 from tests.annotator.annotation_fixtures import add_picture, disk_mask, disk_picture, iou, tiny_sam  # noqa: F401
@@ -49,11 +49,32 @@ def test_upsampling_equals_torch_postprocessing(size, channels):
     assert np.abs(reference[differ]).max(initial=0) < 1e-4  # only float rounding right at 0
 
 
+@pytest.mark.parametrize("size", [(768, 1024), (1024, 768), (333, 517), (1, 9), (600, 800)])
+def test_rle_upsampling_equals_the_masks_encoded(size):
+    """The column-major shortcut gives the RLEs of ``upsample_masks``' masks."""
+    from engine.masks import decode_rle
+
+    rng = np.random.default_rng(size[1])
+    smooth = F.avg_pool2d(torch.from_numpy(rng.normal(size=(3, 256, 256)).astype(np.float32))[None], 9, 1, 4)
+    low_res = (smooth[0].numpy() * 30 - 0.5).astype(np.float32)
+    input_size = preprocess_shape(*size, 1024)
+    masks = upsample_masks(low_res, input_size, size)
+    rles = upsample_masks_rle(low_res, input_size, size)
+    assert [r["size"] for r in rles] == [list(size)] * 3
+    decoded = np.stack([decode_rle(r) for r in rles])
+    reference = torch_postprocess(low_res, input_size, size)
+    differ = decoded != masks
+    assert np.abs(reference[differ]).max(initial=0) < 1e-4  # only float rounding right at 0
+    assert differ.mean() < 1e-4
+
+
 def test_upsampling_rejects_bad_shapes():
     with pytest.raises(ValueError, match=r"\(C, n, n\)"):
         upsample_masks(np.zeros((3, 256, 128), np.float32), (512, 1024), (48, 64))
     with pytest.raises(ValueError, match="does not fit"):
         upsample_masks(np.zeros((1, 256, 256), np.float32), (2048, 10), (48, 64))
+    with pytest.raises(ValueError, match=r"\(C, n, n\)"):
+        upsample_masks_rle(np.zeros((256, 256), np.float32), (512, 1024), (48, 64))
 
 
 def test_a_stored_mask_as_prompt_comes_back_as_itself():
