@@ -178,6 +178,13 @@ except json.JSONDecodeError as exc:
     raise ImproperlyConfigured(f"MASKMILL_MODEL_CONFIG is not valid JSON: {exc}") from exc
 if not isinstance(MASKMILL_MODEL_CONFIG, dict):
     raise ImproperlyConfigured("MASKMILL_MODEL_CONFIG must be a JSON object of model sizes")
+# The image encoder's precision in this process (engine.sam.with_precision): fp32, bf16 (fast only
+# with native bf16: AVX512-BF16/AMX or a GPU) or int8 (dynamic quantization, CPU). The decoder stays fp32.
+MASKMILL_ENCODER_PRECISION = os.environ.get("MASKMILL_ENCODER_PRECISION", "fp32")
+if MASKMILL_ENCODER_PRECISION not in ("fp32", "bf16", "int8"):
+    raise ImproperlyConfigured(
+        f"MASKMILL_ENCODER_PRECISION={MASKMILL_ENCODER_PRECISION!r}: use fp32, bf16 or int8"
+    )
 MASKMILL_DEVICE = os.environ.get("MASKMILL_DEVICE", "auto")  # auto: cuda when available, else cpu
 MASKMILL_MODEL_STORE = Path(os.environ.get("MASKMILL_MODEL_STORE", VAR_DIR / "models"))
 MASKMILL_MAX_IMAGE_PIXELS = env_int("MASKMILL_MAX_IMAGE_PIXELS", 100_000_000)

@@ -91,15 +91,20 @@ def predictor_for(model_version: ModelVersion) -> Any:
         predictor = _predictors.get(model_version.pk)
         if predictor is None:
             from engine.predictor import Predictor
-            from engine.sam import build_sam
+            from engine.sam import build_sam, with_precision
 
-            log.info("loading model version %s (%s)", model_version.pk, model_version.family)
+            precision = settings.MASKMILL_ENCODER_PRECISION
+            log.info(
+                "loading model version %s (%s, encoder %s)", model_version.pk, model_version.family, precision
+            )
             model = build_sam(
                 model_version.family,
                 checkpoint=checkpoint_path(model_version),
                 config=model_version.config or None,
             )
             model.to(model_device()).eval()
+            if precision != "fp32":
+                with_precision(model, precision)
             _predictors.clear()
             predictor = _predictors[model_version.pk] = Predictor(model)
         return predictor

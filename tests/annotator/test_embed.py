@@ -62,6 +62,21 @@ def test_the_model_is_loaded_once_per_process(project, tiny_model):
     assert training.predictor_for(version) is training.predictor_for(version)
 
 
+def test_the_encoder_precision_setting_applies_to_loaded_models(project, tiny_model, settings):
+    settings.MASKMILL_ENCODER_PRECISION = "int8"
+    training.forget_loaded_models()
+    try:
+        model = training.predictor_for(training.configured_model_version()).model
+        assert model.precision == "int8"
+        quantized = [m for m in model.image_encoder.modules() if "quantized" in type(m).__module__]
+        assert quantized, "the encoder's Linear layers should be dynamically quantized"
+        assert all("quantized" not in type(m).__module__ for m in model.mask_decoder.modules())
+        image = add_image(project, width=64, height=48)
+        assert Embedding.objects.filter(pk=embed.delay(image.pk).get()).exists()
+    finally:
+        training.forget_loaded_models()
+
+
 def test_a_missing_checkpoint_is_named(project, settings, tmp_path):
     settings.MASKMILL_MODEL_TYPE = "custom"
     settings.MASKMILL_CHECKPOINT = str(tmp_path / "nowhere.pt")

@@ -87,6 +87,8 @@ def test_secret_key_is_required_without_debug():
 def test_bad_values_are_named():
     done = run_python(["-c", "import django; django.setup()"], MASKMILL_MODEL_CONFIG="{not json")
     assert "MASKMILL_MODEL_CONFIG is not valid JSON" in done.stderr
+    done = run_python(["-c", "import django; django.setup()"], MASKMILL_ENCODER_PRECISION="fp8")
+    assert "MASKMILL_ENCODER_PRECISION='fp8': use fp32, bf16 or int8" in done.stderr
     done = run_python(["-c", "import django; django.setup()"], DEBUG="maybe")
     assert "DEBUG='maybe' is not a boolean" in done.stderr
 
