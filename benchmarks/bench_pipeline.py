@@ -5,9 +5,12 @@ PostgreSQL (batched ``bulk_create`` against ``COPY``).
 
     MASKMILL_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \\
         python benchmarks/bench_pipeline.py [--images 50] [--model small|vit_b] [--points 8]
+            [--precision fp32,int8] [--size 256x192] [--phase-images 5]
 
-Random weights (thresholds lowered so masks survive), synthetic 256x192 images. Figures only; no
-assertion on speed anywhere.
+Random weights (thresholds lowered so masks survive), synthetic images. ``--precision`` runs the
+whole measurement once per encoder precision (MASKMILL_ENCODER_PRECISION in the workers). The
+vit_b run of the issue: ``--model vit_b --images 10 --size 1024x768 --points 16 --precision fp32,int8``.
+Figures only; no assertion on speed anywhere.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--points", type=int, default=8, help="points_per_side of the grid")
     parser.add_argument("--workers", default="1,2", help="worker process counts to run")
     parser.add_argument("--masks", type=int, default=5000, help="masks for the PostgreSQL write figure")
+    parser.add_argument("--precision", default="fp32", help="encoder precisions to run (fp32, int8, bf16)")
+    parser.add_argument("--size", default="256x192", help="image size WxH")
+    parser.add_argument("--phase-images", type=int, default=5, help="images timed in-process for the split")
     return parser.parse_args()
 
 
@@ -70,11 +76,23 @@ def main() -> None:
             "stability_score_thresh": 0.0, "min_mask_region_area": 0,
         }  # fmt: skip
         grid = f"{args.points}x{args.points}"
-        print(f"model {args.model} ({family}), {args.images} images 256x192, grid {grid}, {cores} cores, "
-              "random weights, thresholds 0")  # fmt: skip
-        phases(checkpoint, config, family, params)
-        for workers in [int(n) for n in args.workers.split(",")]:
-            throughput(services, workers, cores, args.images, checkpoint, config, family, params)
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        print(f"model {args.model} ({family}), {args.images} images {width}x{height}, grid {grid}, "
+              f"{cores} cores, random weights, thresholds 0")  # fmt: skip
+        summary = []
+        for precision in args.precision.split(","):
+            print(f"\n=== encoder precision {precision} ===")
+            services.extra_env["MASKMILL_ENCODER_PRECISION"] = precision
+            phases(checkpoint, config, family, params, precision, (width, height), args.phase_images)
+            for workers in [int(n) for n in args.workers.split(",")]:
+                summary.append(
+                    (precision, workers,
+                     throughput(services, workers, cores, args.images, checkpoint, config, family, params,
+                                (width, height), precision))
+                )  # fmt: skip
+        print("\nsummary (images/hour):")
+        for precision, workers, per_hour in summary:
+            print(f"  {precision:<5} {workers} worker(s): {per_hour:8.0f}")
         write_speed(args.masks)
     finally:
         services.stop()
@@ -97,7 +115,9 @@ def make_checkpoint(tmp: Path, model: str) -> tuple[str, dict, str]:
     return str(path), config, family
 
 
-def new_project(name: str, images: int, checkpoint: str, config: dict, family: str, params: dict):
+def new_project(
+    name: str, images: int, checkpoint: str, config: dict, family: str, params: dict, size: tuple[int, int]
+):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from annotator.images.services import ingest_files
@@ -110,19 +130,32 @@ def new_project(name: str, images: int, checkpoint: str, config: dict, family: s
     )
     project.settings["generation"] = {"fully_automatic": params}
     project.save()
-    uploads = [SimpleUploadedFile(f"{seed}.png", shapes_png(seed, 256, 192)) for seed in range(images)]
+    uploads = [SimpleUploadedFile(f"{seed}.png", shapes_png(seed, *size)) for seed in range(images)]
     ingest_files(project, uploads, None)
     return project
 
 
-def phases(checkpoint: str, config: dict, family: str, params: dict) -> None:
-    """Where one image's time goes, on this process's copy of the model (median of 5 images)."""
+def phases(
+    checkpoint: str,
+    config: dict,
+    family: str,
+    params: dict,
+    precision: str,
+    size: tuple[int, int],
+    count: int,
+) -> None:
+    """Where one image's time goes, on this process's copy of the model (median of ``count`` images)."""
+    from django.conf import settings
     from django.db import transaction
 
     from annotator.stages import generation, services
     from annotator.stages.models import GenerationItem
+    from annotator.training.services import forget_loaded_models
 
-    project = new_project("phases", 6, checkpoint, config, family, params)
+    settings.MASKMILL_ENCODER_PRECISION = precision
+    forget_loaded_models()
+    generation.forget_generators()
+    project = new_project(f"phases-{precision}", count + 1, checkpoint, config, family, params, size)
     run = services.start_run(project, "auto", enqueue=False)
     items = list(GenerationItem.objects.filter(run=run).order_by("id"))
     split: dict[str, list[float]] = {}
@@ -145,18 +178,21 @@ def phases(checkpoint: str, config: dict, family: str, params: dict) -> None:
         for name, value in {"read": read, **dict(generator.timings), "store": write}.items():
             split.setdefault(name, []).append(value)
     total = sum(statistics.median(v) for v in split.values())
-    print("\nphase split per image (median of 5, one process, after warm-up):")
+    print(f"\nphase split per image (median of {count}, one process, after warm-up):")
     for name, values in split.items():
         median = statistics.median(values)
         print(f"  {name:<10} {median * 1000:9.1f} ms  {100 * median / total:5.1f} %")
 
 
-def throughput(services, workers: int, cores: int, images: int, checkpoint, config, family, params) -> None:
+def throughput(
+    services, workers: int, cores: int, images: int, checkpoint, config, family, params, size, precision
+) -> float:
     from annotator.stages import selectors
     from annotator.stages import services as stage_services
     from annotator.stages.models import GenerationRun
 
-    project = new_project(f"throughput-{workers}", images, checkpoint, config, family, params)
+    name = f"throughput-{precision}-{workers}"
+    project = new_project(name, images, checkpoint, config, family, params, size)
     threads = max(cores // workers, 1)
     services.extra_env["OMP_NUM_THREADS"] = str(threads)
     names = [f"bench{workers}-{i}" for i in range(workers)]
@@ -179,6 +215,7 @@ def throughput(services, workers: int, cores: int, images: int, checkpoint, conf
         f"({progress['failed']} failed) in {seconds:.1f} s = {progress['images_per_hour']:.0f} images/hour, "
         f"{progress['masks']} masks ({progress['masks'] / seconds:.1f} masks/s end to end)"
     )
+    return float(progress["images_per_hour"] or 0.0)
 
 
 def wait_ready(services, names: list[str], timeout: float = 300) -> None:
