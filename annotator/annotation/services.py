@@ -4,7 +4,8 @@ leases, annotation sessions, and review.
 Interactive decoding never leaves the web process: the image embedding comes from a memory LRU
 over the stored fp16 ``.npy`` (written by the platform's embed code); a missing one is computed
 once however many requests ask for it (one builder per key in this process, an EmbeddingClaim row
-across processes) while ``prepare`` answers ``preparing``.
+across processes) while ``prepare`` answers ``preparing``. The logits handle of an answer (the next
+click's mask prompt) resolves in any web process: memory first, then the shared store (``logits``).
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from annotator.annotation.interactive import (
     STORED_MASK_PATTERN,
     ClassicState,
     DecodeState,
-    LogitsEntry,
-    LogitsStore,
     LruCache,
     PromptError,
     Prompts,
@@ -40,6 +39,7 @@ from annotator.annotation.interactive import (
     parse_prompts,
     select_logits,
 )
+from annotator.annotation.logits import FileLogits, LogitsEntry, LogitsStore, RedisLogits, SharedLogits
 from annotator.annotation.lowres import mask_to_low_res_logits
 from annotator.annotation.models import EmbeddingClaim
 from annotator.images.models import QUEUE_STATUSES, Embedding, Image, ImageStatus
@@ -73,7 +73,38 @@ classic_states: LruCache[int, ClassicState] = LruCache(
     max_bytes=_setting("MASKMILL_CLASSIC_CACHE_BYTES", 512 * 1024 * 1024),
     size_of=lambda state: state.nbytes,
 )
-logits_store = LogitsStore(per_user=16)
+LOGITS_PER_USER = 16
+_shared_logits_stores: dict[tuple, SharedLogits] = {}
+_shared_logits_lock = threading.Lock()
+
+
+def shared_logits() -> SharedLogits | None:
+    """The store every web process shares the logits handles through (MASKMILL_LOGITS_STORE), one
+    per configuration (tests change the settings)."""
+    kind = _setting("MASKMILL_LOGITS_STORE", "memory")
+    ttl = int(_setting("MASKMILL_LOGITS_TTL", 3600))
+    if kind == "redis":
+        config: tuple = (kind, settings.MASKMILL_REDIS_URL, settings.MASKMILL_LOGITS_KEY_PREFIX, ttl)
+    elif kind == "file":
+        config = (kind, str(settings.MASKMILL_LOGITS_DIR), ttl)
+    else:
+        return None
+    found = _shared_logits_stores.get(config)
+    if found is None:
+        with _shared_logits_lock:
+            found = _shared_logits_stores.get(config)
+            if found is None:
+                if kind == "redis":
+                    found = RedisLogits(config[1], prefix=config[2], ttl=ttl, per_user=LOGITS_PER_USER)
+                else:
+                    found = FileLogits(config[1], ttl=ttl, per_user=LOGITS_PER_USER)
+                _shared_logits_stores[config] = found
+    return found
+
+
+logits_store = LogitsStore(
+    per_user=LOGITS_PER_USER, ttl=_setting("MASKMILL_LOGITS_TTL", 3600), shared=shared_logits
+)
 
 # Embeddings computed in this process, one at a time (the encoder uses every core by itself).
 _encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskmill-embed")
