@@ -9,6 +9,7 @@ import { MaskEffort } from "./effort.js";
 import { canvasToImage, clientToCanvas, dragDistance, imagePixel, imageToCanvas, isInsideImage, normalizeBox,
   panBy, wheelZoomFactor, zoomAt, canvasToClient } from "./geometry.js";
 import { actionForEvent, helpRows } from "./keymap.js";
+import { maskAuthor } from "./masklist.js";
 import { paintStroke, paletteColor, parseColor, samplePath } from "./maskops.js";
 import { decodeRle, encodeRle, maskBbox, rleArea, rleBounds } from "./rle.js";
 import { EMPTY_DRAFT, History, currentDraftRle, cycleIndex, draftHasWork } from "./store.js";
@@ -326,7 +327,7 @@ class AnnotationPage {
       if (op.imageId !== this.imageId) continue;
       if (op.kind === "create") {
         this.masks.push({ ...op.body, id: null, key: `local:${op.localId}`, localId: op.localId, pending: true,
-          annotator: this.config.user?.username ?? this.config.user ?? null, opError: op.lastError, opStatus: op.status });
+          annotator_name: this.config.user?.username ?? null, opError: op.lastError, opStatus: op.status });
         continue;
       }
       const target = this.masks.find((m) => (op.maskId != null && m.id === op.maskId) || (op.localId && m.localId === op.localId));
@@ -374,11 +375,10 @@ class AnnotationPage {
       swatch.style.background = `rgb(${this.maskRgb(m, i).join(",")})`;
       const label = this.labelById(m.label);
       const score = m.predicted_iou != null ? Number(m.predicted_iou).toFixed(2) : "–";
-      const author = typeof m.annotator === "object" && m.annotator ? m.annotator.username ?? m.annotator.id : m.annotator;
       item.append(swatch, span("mask-label", label ? label.name : "(no label)", "mask-label"),
         span(`badge source-${m.source}`, m.source ?? "?", "mask-source"),
         span("mask-score", score, "mask-score"),
-        span("mask-author", author ?? (m.source === "auto" ? "model" : "–"), "mask-author"));
+        span("mask-author", maskAuthor(m), "mask-author"));
       if (m.status && m.status !== "accepted") item.append(span("badge status", m.status, "mask-status"));
       if (m.review_note) item.append(span("mask-note", `Review: ${m.review_note}`, "mask-note"));
       if (m.pending) item.append(span("badge pending", m.opStatus === "conflict" ? "conflict" : "saving…", "mask-pending"));

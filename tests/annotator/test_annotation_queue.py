@@ -194,6 +194,28 @@ def test_a_retried_save_with_the_same_idempotency_key_stores_one_mask(project, i
     assert fresh.status_code == 201 and Mask.objects.filter(image=images[0]).count() == 2
 
 
+def test_the_masks_list_names_who_made_each_mask(project, images, users, second_annotator):
+    """The page's side list shows who made each mask: the API gives the username, not only the id."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotator.masks.services import create_mask
+
+    url = f"/api/images/{images[0].pk}/masks/"
+    saved = api_client(users["annotator"]).post(url, mask_body(), format="json").json()
+    assert saved["annotator_name"] == "annotator" and saved["annotator"] == users["annotator"].pk
+    with CaptureQueriesContext(connection) as one_mask:
+        api_client(users["reviewer"]).get(url)
+    api_client(second_annotator).post(url, mask_body(), format="json")
+    create_mask(images[0], segmentation=encode_rle(disk_mask()), annotator=None, source="auto")
+    with CaptureQueriesContext(connection) as three_masks:
+        listed = api_client(users["reviewer"]).get(url).json()
+    assert [m["annotator_name"] for m in listed] == ["annotator", "annotator2", None]
+    assert len(three_masks) == len(one_mask)  # the names come with the masks, not a query each
+    detail = api_client(users["reviewer"]).get(f"/api/masks/{saved['id']}/").json()
+    assert detail["annotator_name"] == "annotator"
+
+
 def test_stale_edit_is_a_409_with_a_sentence(project, images, users):
     client = api_client(users["annotator"])
     mask = client.post(f"/api/images/{images[0].pk}/masks/", mask_body(), format="json").json()

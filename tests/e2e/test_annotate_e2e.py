@@ -142,6 +142,10 @@ def test_login_click_accept_and_the_stored_rle_is_the_mask_shown(context, server
     assert stored.label.name == "disk" and stored.status == "accepted" and stored.source == "manual"
     assert stored.clicks == 1 and stored.seconds is not None and stored.annotator == setup["annotator"]
     assert page.locator("[data-testid='mask-item']").count() == 1
+    assert page.locator("[data-testid='mask-author']").inner_text() == "ann"
+    page.reload()  # the list as the server sends it: who made the mask by name, not by id
+    page.wait_for_selector("body[data-ready='true']")
+    assert page.locator("[data-testid='mask-author']").inner_text() == "ann"
 
 
 def test_box_then_negative_click_removes_a_region_and_candidates_cycle(context, server, setup):
