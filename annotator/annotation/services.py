@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -495,6 +495,38 @@ def renew_lease(image: Image, user: AbstractBaseUser) -> bool:
         Image.objects.filter(pk=image.pk, leased_by=user).update(
             lease_expires_at=now + lease_duration(), updated_at=now
         )
+    )
+
+
+class LeaseLost(Exception):
+    """The caller no longer holds the image: ``detail`` says why (the 409 body), ``holder`` is the
+    annotator who has it now, if anyone."""
+
+    def __init__(self, detail: str, holder: AbstractBaseUser | None = None) -> None:
+        super().__init__(detail)
+        self.detail, self.holder = detail, holder
+
+
+def heartbeat(image: Image, user: AbstractBaseUser) -> datetime:
+    """The annotation page is open and its annotator active: extend their lease (also one that ran
+    out while nobody took the image) and return the new expiry. LeaseLost when the image is someone
+    else's now, or was finished or given back meanwhile; nothing is changed then."""
+    now = timezone.now()
+    expires = now + lease_duration()
+    if Image.objects.filter(pk=image.pk, leased_by=user).update(lease_expires_at=expires, updated_at=now):
+        image.leased_by, image.lease_expires_at = user, expires
+        return expires
+    image.refresh_from_db(fields=["leased_by", "lease_expires_at", "status"])
+    holder = image.leased_by
+    if holder is not None and image.lease_is_active(now):
+        raise LeaseLost(
+            f"{holder.get_username()} is annotating this image now (your lease had run out); "
+            "masks you saved are kept, but move on to the next image.",
+            holder,
+        )
+    raise LeaseLost(
+        f"you no longer hold this image (it is {image.get_status_display().lower()}: finished or "
+        "given back, perhaps in another tab); open it again from the queue to keep working on it."
     )
 
 

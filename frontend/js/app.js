@@ -1,7 +1,7 @@
 // The annotation page: wires the API, the undoable draft, the canvas and the keyboard together.
 // Configuration comes from the JSON blob the Django view renders with json_script
 // (#maskmill-config): {imageId, projectId, csrfToken, apiBase, labels, user, nextImageUrl,
-// prevImageUrl, secondsPerMaskHint}.
+// prevImageUrl, secondsPerMaskHint, leaseSeconds}.
 
 import { ApiClient, ApiError, MemoryStorage, SaveQueue, sleep } from "./api.js";
 import { CanvasView } from "./canvas_view.js";
@@ -9,6 +9,7 @@ import { MaskEffort } from "./effort.js";
 import { canvasToImage, clientToCanvas, dragDistance, imagePixel, imageToCanvas, isInsideImage, normalizeBox,
   panBy, wheelZoomFactor, zoomAt, canvasToClient } from "./geometry.js";
 import { actionForEvent, helpRows } from "./keymap.js";
+import { LeaseHeartbeat } from "./lease.js";
 import { maskAuthor } from "./masklist.js";
 import { paintStroke, paletteColor, parseColor, samplePath } from "./maskops.js";
 import { decodeRle, encodeRle, maskBbox, rleArea, rleBounds } from "./rle.js";
@@ -23,7 +24,7 @@ function readConfig() {
   if (!node) throw new Error("the page has no #maskmill-config JSON blob; it must be rendered by the annotate view");
   const config = JSON.parse(node.textContent);
   if (config.imageId == null) throw new Error("maskmill-config has no imageId");
-  return { apiBase: "/api", labels: [], secondsPerMaskHint: 30, ...config };
+  return { apiBase: "/api", labels: [], secondsPerMaskHint: 30, leaseSeconds: 900, ...config };
 }
 
 function safeStorage() {
@@ -105,6 +106,13 @@ class AnnotationPage {
     this.queue.flush();
     this.prepare();
     setInterval(() => this.tick(), 500);
+    // Keep the image while this tab is open and its annotator works on it; a closed tab lets go.
+    this.lease = new LeaseHeartbeat({
+      send: () => this.api.heartbeat(this.imageId),
+      leaseSeconds: this.config.leaseSeconds,
+      isVisible: () => document.visibilityState === "visible",
+      onLost: (message) => this.showLeaseLost(message),
+    }).start();
   }
 
   // ---------------------------------------------------------------- model: prepare & predict
@@ -800,7 +808,17 @@ class AnnotationPage {
         c.classList.remove("panning");
       }
     });
-    document.addEventListener("visibilitychange", () => (document.hidden ? this.effort.pause() : this.effort.resume()));
+    document.addEventListener("visibilitychange", () => {
+      if (document.hidden) {
+        this.effort.pause();
+      } else {
+        this.effort.resume();
+        this.lease?.tick(); // back on the tab: renew now if a renewal fell due meanwhile
+      }
+    });
+    for (const type of ["pointerdown", "keydown", "wheel"]) {
+      window.addEventListener(type, () => this.lease?.activity(), { capture: true, passive: true });
+    }
     window.addEventListener("beforeunload", (e) => {
       if (!this.leaving && draftHasWork(this.history.state)) e.preventDefault();
     });
@@ -924,6 +942,13 @@ class AnnotationPage {
     this._flashTimer = setTimeout(() => (node.hidden = true), 3500);
   }
 
+  showLeaseLost(text) {
+    const node = $("lease-lost");
+    node.textContent = `This image is no longer yours: ${text}`;
+    node.hidden = false;
+    document.body.dataset.lease = "lost";
+  }
+
   showError(text) {
     const node = $("error-banner");
     node.textContent = text;
@@ -984,6 +1009,10 @@ class AnnotationPage {
       },
       fallback() {
         return page.fallback;
+      },
+      lease() {
+        const lease = page.lease;
+        return lease ? { beats: lease.beats, lost: lease.lost, intervalMs: lease.intervalMs } : null;
       },
     });
   }
