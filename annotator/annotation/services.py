@@ -2,17 +2,16 @@
 leases, annotation sessions, and review.
 
 Interactive decoding never leaves the web process: the image embedding comes from a memory LRU
-over the stored fp16 ``.npy`` (written by the platform's embed code); a missing one is computed
-once however many requests ask for it (one builder per key in this process, an EmbeddingClaim row
-across processes) while ``prepare`` answers ``preparing``. The logits handle of an answer (the next
-click's mask prompt) resolves in any web process: memory first, then the shared store (``logits``).
+over the stored fp16 ``.npy``; a missing one is computed once however many requests ask for it
+(one builder per key in this process; across processes the claim in ``images.embeddings``, the
+one entry point every path that computes an embedding goes through) while ``prepare`` answers
+``preparing``. The logits handle of an answer (the next click's mask prompt) resolves in any web
+process: memory first, then the shared store (``logits``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 from django.utils import timezone
 
@@ -41,7 +40,6 @@ from annotator.annotation.interactive import (
 )
 from annotator.annotation.logits import FileLogits, LogitsEntry, LogitsStore, RedisLogits, SharedLogits
 from annotator.annotation.lowres import mask_to_low_res_logits
-from annotator.annotation.models import EmbeddingClaim
 from annotator.images.models import QUEUE_STATUSES, Embedding, Image, ImageStatus
 from annotator.masks.models import Mask, MaskStatus
 from annotator.masks.services import StaleVersion
@@ -175,10 +173,10 @@ def start_embedding(image_id: int, model_version_id: int) -> bool:
             return False
         _computing[key] = now
     if _setting("MASKMILL_ON_DEMAND_EMBED", "web") == "task":
-        from annotator.annotation.tasks import embed_once
+        from annotator.images.tasks import embed
 
         try:
-            embed_once.apply_async((image_id, model_version_id), queue="embed")
+            embed.apply_async((image_id, model_version_id), queue="embed")
         except Exception:  # a broker that is down: compute here rather than never
             log.exception("could not queue the embedding of image %s; computing it here", image_id)
         else:
@@ -188,8 +186,12 @@ def start_embedding(image_id: int, model_version_id: int) -> bool:
 
 
 def _compute_in_background(image_id: int, model_version_id: int) -> None:
+    from annotator.images.embeddings import EmbeddingInProgress, ensure_embedding
+
     try:
-        ensure_embedding_once(image_id, model_version_id)
+        ensure_embedding(image_id, model_version_id)
+    except EmbeddingInProgress:
+        pass  # another process computes it; prepare finds it stored when it is done
     except Exception:
         log.exception("computing the embedding of image %s failed", image_id)
     finally:
@@ -199,54 +201,13 @@ def _compute_in_background(image_id: int, model_version_id: int) -> None:
         connection.close()
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:200]
-
-
-def claim_embedding(image_id: int, model_version_id: int, owner: str) -> bool:
-    """Take the claim on computing this embedding: True for exactly one claimant at a time (a new
-    row, or an expired claim taken over with a conditional UPDATE)."""
-    now = timezone.now()
-    expires = now + timedelta(seconds=_setting("MASKMILL_EMBED_TIME_LIMIT", 600))
-    try:
-        with transaction.atomic():
-            EmbeddingClaim.objects.create(
-                image_id=image_id, model_version_id=model_version_id, owner=owner, expires_at=expires
-            )
-        return True
-    except IntegrityError:
-        taken = EmbeddingClaim.objects.filter(
-            image_id=image_id, model_version_id=model_version_id, expires_at__lte=now
-        ).update(owner=owner, claimed_at=now, expires_at=expires)
-        return taken == 1
-
-
-def ensure_embedding_once(image_id: int, model_version_id: int) -> Embedding | None:
-    """The stored embedding, computed by the platform's embed code if missing, under the claim;
-    None when another process holds the claim (it is computing it) or there is nothing to do."""
-    from annotator.images.embeddings import ensure_embedding
-
-    existing = Embedding.objects.filter(image_id=image_id, model_version_id=model_version_id).first()
-    if existing is not None:
-        return existing
-    owner = _owner()
-    if not claim_embedding(image_id, model_version_id, owner):
-        return None
-    try:
-        return ensure_embedding(image_id)
-    finally:
-        EmbeddingClaim.objects.filter(
-            image_id=image_id, model_version_id=model_version_id, owner=owner
-        ).delete()
-
-
 _prefetched: LruCache[tuple[int, int], float] = LruCache(max_items=4096)
 
 
 def prefetch_queue(image: Image, user: AbstractBaseUser, count: int | None = None) -> list[int]:
     """Queue the embeddings of the next images this annotator's queue would hand out (embed queue),
     so they are ready when the annotator gets there. Returns the image ids queued."""
-    from annotator.annotation.tasks import embed_once
+    from annotator.images.tasks import embed
 
     count = _setting("MASKMILL_PREFETCH_IMAGES", 3) if count is None else count
     model_version = model_version_for(image.project)
@@ -269,7 +230,7 @@ def prefetch_queue(image: Image, user: AbstractBaseUser, count: int | None = Non
         _prefetched.put(key, now)
         queued.append(image_id)
         transaction.on_commit(
-            lambda i=image_id: embed_once.apply_async((i, model_version.pk), queue="embed"), robust=True
+            lambda i=image_id: embed.apply_async((i, model_version.pk), queue="embed"), robust=True
         )
     return queued
 
