@@ -229,6 +229,24 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
+# Redis for what the web processes share (the logits handles of interactive annotation):
+# MASKMILL_REDIS_URL, else the broker when it is Redis; empty on the embedded defaults.
+MASKMILL_REDIS_URL = os.environ.get("MASKMILL_REDIS_URL", "") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+)
+# Logits handles (an answer's low-res logits, the next click's mask prompt) must resolve in any web
+# process: "redis" (the default when MASKMILL_REDIS_URL is set), "file" (files under
+# MASKMILL_LOGITS_DIR, for one machine without Redis) or "memory" (a single process only).
+MASKMILL_LOGITS_STORE = os.environ.get("MASKMILL_LOGITS_STORE", "") or (
+    "redis" if MASKMILL_REDIS_URL else "file"
+)
+if MASKMILL_LOGITS_STORE not in ("redis", "file", "memory"):
+    raise ImproperlyConfigured(f"MASKMILL_LOGITS_STORE={MASKMILL_LOGITS_STORE!r}: use redis, file or memory")
+if MASKMILL_LOGITS_STORE == "redis" and not MASKMILL_REDIS_URL:
+    raise ImproperlyConfigured("MASKMILL_LOGITS_STORE=redis needs MASKMILL_REDIS_URL (or a redis:// broker)")
+MASKMILL_LOGITS_DIR = Path(os.environ.get("MASKMILL_LOGITS_DIR", VAR_DIR / "logits"))
+MASKMILL_LOGITS_TTL = env_int("MASKMILL_LOGITS_TTL", 3600)
+MASKMILL_LOGITS_KEY_PREFIX = os.environ.get("MASKMILL_LOGITS_KEY_PREFIX", "maskmill:logits:")
 # Progress and results live in Maskmill's own tables, so a result backend is optional
 # (e.g. CELERY_RESULT_BACKEND=redis://...).
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None

@@ -99,6 +99,30 @@ class Lease(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class Heartbeat(APIView):
+    """The open annotation page renews its lease while its annotator is active (every third of
+    the lease); 409 with the reason when the image is no longer theirs. A closed tab sends nothing
+    and the lease lapses."""
+
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    def post(self, request: Request, pk: int) -> Response:
+        image = editable_image(request, pk)
+        try:
+            expires = services.heartbeat(image, request.user)
+        except services.LeaseLost as lost:
+            return Response(
+                {"detail": lost.detail, "holder": lost.holder.get_username() if lost.holder else None},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(
+            {
+                "image": image.pk,
+                "lease_expires_at": expires,
+                "lease_seconds": int(services.lease_duration().total_seconds()),
+            }
+        )
+
+
 class Finish(APIView):
     """The annotator is done with the image: annotated, lease released, visit ended."""
 

@@ -1,5 +1,6 @@
 """The in-process parts of interactive segmentation: prompt validation, the memory caches (image
-embeddings, classic-segmenter states, low-res logits handles) and decoding one prompt set.
+embeddings, classic-segmenter states) and decoding one prompt set. The logits handles, which must
+resolve in any web process, are in ``logits``.
 
 Everything here is per web process and thread-safe. Nothing is a Celery task: a click is decoded in
 the request that carries it, from an embedding already in memory, in milliseconds.
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import math
 import re
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -18,10 +18,10 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 
+from annotator.annotation.logits import HANDLE_PATTERN, LogitsEntry
 from annotator.annotation.lowres import upsample_masks, upsample_masks_rle
 
 MAX_POINTS = 64
-HANDLE_PATTERN = re.compile(r"^lg-[0-9a-f]{24}$")
 STORED_MASK_PATTERN = re.compile(r"^mask:(\d{1,18})$")
 PROMPT_FIELDS = {"points", "labels", "box", "mask_input", "mask_index", "multimask"}
 
@@ -241,48 +241,6 @@ class ClassicState:
     predictor: Any
     lock: threading.Lock
     nbytes: int
-
-
-@dataclass(frozen=True)
-class LogitsEntry:
-    image_id: int
-    model_key: str
-    low_res: np.ndarray  # (C, 256, 256) float32
-    scores: np.ndarray  # (C,)
-
-
-class LogitsStore:
-    """Low-res logits of recent answers under opaque handles, a few per user (the next click's
-    mask prompt). Handles of other users or other images are not found, like expired ones."""
-
-    def __init__(self, per_user: int = 16, users: int = 512) -> None:
-        self.per_user = per_user
-        self._users: LruCache[int, OrderedDict[str, LogitsEntry]] = LruCache(users)
-        self._lock = threading.Lock()
-
-    def put(self, user_id: int, entry: LogitsEntry) -> str:
-        handle = f"lg-{secrets.token_hex(12)}"
-        with self._lock:
-            mine = self._users.get(user_id)
-            if mine is None:
-                mine = OrderedDict()
-                self._users.put(user_id, mine)
-            mine[handle] = entry
-            while len(mine) > self.per_user:
-                mine.popitem(last=False)
-        return handle
-
-    def get(self, user_id: int, handle: str, image_id: int) -> LogitsEntry | None:
-        with self._lock:
-            mine = self._users.get(user_id)
-            entry = mine.get(handle) if mine is not None else None
-            if entry is None or entry.image_id != image_id:
-                return None
-            mine.move_to_end(handle)
-            return entry
-
-    def clear(self) -> None:
-        self._users.clear()
 
 
 def select_logits(entry: LogitsEntry, mask_index: int | None) -> np.ndarray:

@@ -2,27 +2,27 @@
 leases, annotation sessions, and review.
 
 Interactive decoding never leaves the web process: the image embedding comes from a memory LRU
-over the stored fp16 ``.npy`` (written by the platform's embed code); a missing one is computed
-once however many requests ask for it (one builder per key in this process, an EmbeddingClaim row
-across processes) while ``prepare`` answers ``preparing``.
+over the stored fp16 ``.npy``; a missing one is computed once however many requests ask for it
+(one builder per key in this process; across processes the claim in ``images.embeddings``, the
+one entry point every path that computes an embedding goes through) while ``prepare`` answers
+``preparing``. The logits handle of an answer (the next click's mask prompt) resolves in any web
+process: memory first, then the shared store (``logits``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 from django.utils import timezone
 
@@ -30,8 +30,6 @@ from annotator.annotation.interactive import (
     STORED_MASK_PATTERN,
     ClassicState,
     DecodeState,
-    LogitsEntry,
-    LogitsStore,
     LruCache,
     PromptError,
     Prompts,
@@ -40,8 +38,8 @@ from annotator.annotation.interactive import (
     rles_from_low_res,
     select_logits,
 )
+from annotator.annotation.logits import FileLogits, LogitsEntry, LogitsStore, RedisLogits, SharedLogits
 from annotator.annotation.lowres import mask_to_low_res_logits
-from annotator.annotation.models import EmbeddingClaim
 from annotator.images.models import QUEUE_STATUSES, Embedding, Image, ImageStatus
 from annotator.masks.models import Mask, MaskStatus
 from annotator.masks.services import StaleVersion
@@ -73,7 +71,38 @@ classic_states: LruCache[int, ClassicState] = LruCache(
     max_bytes=_setting("MASKMILL_CLASSIC_CACHE_BYTES", 512 * 1024 * 1024),
     size_of=lambda state: state.nbytes,
 )
-logits_store = LogitsStore(per_user=16)
+LOGITS_PER_USER = 16
+_shared_logits_stores: dict[tuple, SharedLogits] = {}
+_shared_logits_lock = threading.Lock()
+
+
+def shared_logits() -> SharedLogits | None:
+    """The store every web process shares the logits handles through (MASKMILL_LOGITS_STORE), one
+    per configuration (tests change the settings)."""
+    kind = _setting("MASKMILL_LOGITS_STORE", "memory")
+    ttl = int(_setting("MASKMILL_LOGITS_TTL", 3600))
+    if kind == "redis":
+        config: tuple = (kind, settings.MASKMILL_REDIS_URL, settings.MASKMILL_LOGITS_KEY_PREFIX, ttl)
+    elif kind == "file":
+        config = (kind, str(settings.MASKMILL_LOGITS_DIR), ttl)
+    else:
+        return None
+    found = _shared_logits_stores.get(config)
+    if found is None:
+        with _shared_logits_lock:
+            found = _shared_logits_stores.get(config)
+            if found is None:
+                if kind == "redis":
+                    found = RedisLogits(config[1], prefix=config[2], ttl=ttl, per_user=LOGITS_PER_USER)
+                else:
+                    found = FileLogits(config[1], ttl=ttl, per_user=LOGITS_PER_USER)
+                _shared_logits_stores[config] = found
+    return found
+
+
+logits_store = LogitsStore(
+    per_user=LOGITS_PER_USER, ttl=_setting("MASKMILL_LOGITS_TTL", 3600), shared=shared_logits
+)
 
 # Clicks decoded in this process, a few at a time (MASKMILL_DECODE_CONCURRENCY, default 1), each
 # with every core torch is allowed: a click is ~20-40 ms of matrix products on a CPU, and decoding
@@ -151,10 +180,10 @@ def start_embedding(image_id: int, model_version_id: int) -> bool:
             return False
         _computing[key] = now
     if _setting("MASKMILL_ON_DEMAND_EMBED", "web") == "task":
-        from annotator.annotation.tasks import embed_once
+        from annotator.images.tasks import embed
 
         try:
-            embed_once.apply_async((image_id, model_version_id), queue="embed")
+            embed.apply_async((image_id, model_version_id), queue="embed")
         except Exception:  # a broker that is down: compute here rather than never
             log.exception("could not queue the embedding of image %s; computing it here", image_id)
         else:
@@ -164,8 +193,12 @@ def start_embedding(image_id: int, model_version_id: int) -> bool:
 
 
 def _compute_in_background(image_id: int, model_version_id: int) -> None:
+    from annotator.images.embeddings import EmbeddingInProgress, ensure_embedding
+
     try:
-        ensure_embedding_once(image_id, model_version_id)
+        ensure_embedding(image_id, model_version_id)
+    except EmbeddingInProgress:
+        pass  # another process computes it; prepare finds it stored when it is done
     except Exception:
         log.exception("computing the embedding of image %s failed", image_id)
     finally:
@@ -175,54 +208,13 @@ def _compute_in_background(image_id: int, model_version_id: int) -> None:
         connection.close()
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"[:200]
-
-
-def claim_embedding(image_id: int, model_version_id: int, owner: str) -> bool:
-    """Take the claim on computing this embedding: True for exactly one claimant at a time (a new
-    row, or an expired claim taken over with a conditional UPDATE)."""
-    now = timezone.now()
-    expires = now + timedelta(seconds=_setting("MASKMILL_EMBED_TIME_LIMIT", 600))
-    try:
-        with transaction.atomic():
-            EmbeddingClaim.objects.create(
-                image_id=image_id, model_version_id=model_version_id, owner=owner, expires_at=expires
-            )
-        return True
-    except IntegrityError:
-        taken = EmbeddingClaim.objects.filter(
-            image_id=image_id, model_version_id=model_version_id, expires_at__lte=now
-        ).update(owner=owner, claimed_at=now, expires_at=expires)
-        return taken == 1
-
-
-def ensure_embedding_once(image_id: int, model_version_id: int) -> Embedding | None:
-    """The stored embedding, computed by the platform's embed code if missing, under the claim;
-    None when another process holds the claim (it is computing it) or there is nothing to do."""
-    from annotator.images.embeddings import ensure_embedding
-
-    existing = Embedding.objects.filter(image_id=image_id, model_version_id=model_version_id).first()
-    if existing is not None:
-        return existing
-    owner = _owner()
-    if not claim_embedding(image_id, model_version_id, owner):
-        return None
-    try:
-        return ensure_embedding(image_id)
-    finally:
-        EmbeddingClaim.objects.filter(
-            image_id=image_id, model_version_id=model_version_id, owner=owner
-        ).delete()
-
-
 _prefetched: LruCache[tuple[int, int], float] = LruCache(max_items=4096)
 
 
 def prefetch_queue(image: Image, user: AbstractBaseUser, count: int | None = None) -> list[int]:
     """Queue the embeddings of the next images this annotator's queue would hand out (embed queue),
     so they are ready when the annotator gets there. Returns the image ids queued."""
-    from annotator.annotation.tasks import embed_once
+    from annotator.images.tasks import embed
 
     count = _setting("MASKMILL_PREFETCH_IMAGES", 3) if count is None else count
     model_version = model_version_for(image.project)
@@ -245,7 +237,7 @@ def prefetch_queue(image: Image, user: AbstractBaseUser, count: int | None = Non
         _prefetched.put(key, now)
         queued.append(image_id)
         transaction.on_commit(
-            lambda i=image_id: embed_once.apply_async((i, model_version.pk), queue="embed"), robust=True
+            lambda i=image_id: embed.apply_async((i, model_version.pk), queue="embed"), robust=True
         )
     return queued
 
@@ -477,6 +469,38 @@ def renew_lease(image: Image, user: AbstractBaseUser) -> bool:
         Image.objects.filter(pk=image.pk, leased_by=user).update(
             lease_expires_at=now + lease_duration(), updated_at=now
         )
+    )
+
+
+class LeaseLost(Exception):
+    """The caller no longer holds the image: ``detail`` says why (the 409 body), ``holder`` is the
+    annotator who has it now, if anyone."""
+
+    def __init__(self, detail: str, holder: AbstractBaseUser | None = None) -> None:
+        super().__init__(detail)
+        self.detail, self.holder = detail, holder
+
+
+def heartbeat(image: Image, user: AbstractBaseUser) -> datetime:
+    """The annotation page is open and its annotator active: extend their lease (also one that ran
+    out while nobody took the image) and return the new expiry. LeaseLost when the image is someone
+    else's now, or was finished or given back meanwhile; nothing is changed then."""
+    now = timezone.now()
+    expires = now + lease_duration()
+    if Image.objects.filter(pk=image.pk, leased_by=user).update(lease_expires_at=expires, updated_at=now):
+        image.leased_by, image.lease_expires_at = user, expires
+        return expires
+    image.refresh_from_db(fields=["leased_by", "lease_expires_at", "status"])
+    holder = image.leased_by
+    if holder is not None and image.lease_is_active(now):
+        raise LeaseLost(
+            f"{holder.get_username()} is annotating this image now (your lease had run out); "
+            "masks you saved are kept, but move on to the next image.",
+            holder,
+        )
+    raise LeaseLost(
+        f"you no longer hold this image (it is {image.get_status_display().lower()}: finished or "
+        "given back, perhaps in another tab); open it again from the queue to keep working on it."
     )
 
 

@@ -15,6 +15,7 @@ api_urls = [
     path("images/<int:pk>/predict", api.Predict.as_view(), name="image-predict"),
     path("images/<int:pk>/prepare", api.Prepare.as_view(), name="image-prepare"),
     path("images/<int:pk>/lease", api.Lease.as_view(), name="image-lease"),
+    path("images/<int:pk>/heartbeat", api.Heartbeat.as_view(), name="image-heartbeat"),
     path("images/<int:pk>/finish", api.Finish.as_view(), name="image-finish"),
     path("images/<int:pk>/approve", api.ApproveImage.as_view(), name="image-approve"),
     path("masks/<int:pk>/reject", api.RejectMask.as_view(), name="mask-reject"),

@@ -75,6 +75,8 @@ def annotate_image(request: HttpRequest, pk: int) -> HttpResponse:
         "nextImageUrl": f"{reverse('annotate-next', args=[project.pk])}?done={image.pk}",
         "prevImageUrl": reverse("annotate-image", args=[previous.pk]) if previous else None,
         "secondsPerMaskHint": project.setting("seconds_per_mask_hint"),
+        # The page renews the lease every third of it while the annotator is active.
+        "leaseSeconds": int(services.lease_duration().total_seconds()),
     }
     response = render(request, "annotate.html", {"config_json": config})
     response["Cache-Control"] = "no-store"

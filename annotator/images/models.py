@@ -126,3 +126,23 @@ class Embedding(models.Model):
                 fields=["image", "model_version"], name="embedding_one_per_image_and_model"
             )
         ]
+
+
+class EmbeddingClaim(models.Model):
+    """A claim on computing the embedding of (image, model version); unique, so exactly one process
+    holds it however many ask at once (the ingest's ``embed`` task, a prefetch, an annotator
+    opening the image). A claim past its ``expires_at`` belongs to a process that died and may be
+    taken over."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey("training.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    owner = models.CharField(max_length=200, help_text="host:pid:thread of the claimant")
+    claimed_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["image", "model_version"], name="embedding_claim_one_per_image_and_model"
+            )
+        ]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
-from annotator.images.embeddings import ensure_embedding
+from annotator.images.embeddings import EmbeddingInProgress, ensure_embedding
 
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
@@ -25,8 +26,21 @@ EMBED_TASK_OPTIONS = dict(
 )
 
 
-@shared_task(name="annotator.images.tasks.embed", **EMBED_TASK_OPTIONS)
-def embed(image_id: int) -> int | None:
-    """Compute the image's embedding for its project's model; the Embedding id, or None."""
-    embedding = ensure_embedding(image_id)
+@shared_task(name="annotator.images.tasks.embed", bind=True, **EMBED_TASK_OPTIONS)
+def embed(self, image_id: int, model_version_id: int | None = None) -> int | None:
+    """Compute the image's embedding (for its project's model unless a version is given): the one
+    task every path queues (ingest, the annotation page's prefetch and on-demand embedding). The
+    Embedding id, or None when there is nothing to do.
+
+    When another process is computing it, the task comes back when that claim would expire: by
+    then the embedding is stored (found, nothing done), or its claimant died and this task takes
+    over, as a redelivered task of a lost worker must.
+    """
+    try:
+        embedding = ensure_embedding(image_id, model_version_id)
+    except EmbeddingInProgress as busy:
+        if self.request.is_eager:  # in-process (tests, CELERY_TASK_ALWAYS_EAGER): the claimant finishes it
+            return None
+        wait = max(1.0, (busy.expires_at - timezone.now()).total_seconds() + 1)
+        raise self.retry(countdown=wait, max_retries=self.request.retries + 1) from busy
     return embedding.pk if embedding is not None else None

@@ -23,14 +23,22 @@ REVIEWER_FIELDS = {"status", "review_note"}
 
 
 class MaskSerializer(serializers.ModelSerializer):
+    annotator_name = serializers.SerializerMethodField(
+        help_text="username of the annotator who made the mask (null for model-made masks)"
+    )
+
     class Meta:
         model = Mask
         fields = [
             "id", "image", "segmentation", "bbox", "area", "predicted_iou", "stability_score", "point_coords",
-            "crop_box", "label", "source", "status", "model_version", "annotator", "seconds", "clicks",
-            "version", "review_note", "created_at", "updated_at",
+            "crop_box", "label", "source", "status", "model_version", "annotator", "annotator_name",
+            "seconds", "clicks", "version", "review_note", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_annotator_name(self, mask: Mask) -> str | None:
+        # Querysets that list masks select the annotator with them (no query per mask).
+        return mask.annotator.get_username() if mask.annotator_id is not None else None
 
 
 class MaskWriteSerializer(serializers.Serializer):
@@ -73,7 +81,7 @@ class MaskList(generics.ListCreateAPIView):
         )
 
     def get_queryset(self):
-        return Mask.objects.filter(image=self.image).order_by("id")
+        return Mask.objects.filter(image=self.image).select_related("annotator").order_by("id")
 
     @extend_schema(request=MaskWriteSerializer, responses={201: MaskSerializer})
     def post(self, request: Request, *args, **kwargs) -> Response:
@@ -102,7 +110,7 @@ class MaskDetail(generics.RetrieveAPIView):
     serializer_class = MaskSerializer
 
     def get_object(self) -> Mask:
-        mask = get_object_or_404(Mask.objects.select_related("image"), pk=self.kwargs["pk"])
+        mask = get_object_or_404(Mask.objects.select_related("image", "annotator"), pk=self.kwargs["pk"])
         roles = {"GET": ALL_ROLES, "HEAD": ALL_ROLES, "OPTIONS": ALL_ROLES, "PATCH": ALL_ROLES}.get(
             self.request.method, EDITORS
         )

@@ -143,6 +143,11 @@ export class ApiClient {
     return this.request("POST", `/images/${imageId}/predict`, { body, signal, retries: 1 });
   }
 
+  /** Renew this user's lease on the image; 409 (ConflictError, `body.detail`) when it is not theirs. */
+  heartbeat(imageId) {
+    return this.request("POST", `/images/${imageId}/heartbeat`, { body: {}, retries: 0 });
+  }
+
   createMask(imageId, body, idempotencyKey) {
     const headers = idempotencyKey ? { "Idempotency-Key": idempotencyKey } : {};
     return this.request("POST", `/images/${imageId}/masks/`, { body, headers, retries: 0 });

@@ -1,7 +1,7 @@
 // The annotation page: wires the API, the undoable draft, the canvas and the keyboard together.
 // Configuration comes from the JSON blob the Django view renders with json_script
 // (#maskmill-config): {imageId, projectId, csrfToken, apiBase, labels, user, nextImageUrl,
-// prevImageUrl, secondsPerMaskHint}.
+// prevImageUrl, secondsPerMaskHint, leaseSeconds}.
 
 import { ApiClient, ApiError, MemoryStorage, SaveQueue, sleep } from "./api.js";
 import { CanvasView } from "./canvas_view.js";
@@ -9,6 +9,8 @@ import { MaskEffort } from "./effort.js";
 import { canvasToImage, clientToCanvas, dragDistance, imagePixel, imageToCanvas, isInsideImage, normalizeBox,
   panBy, wheelZoomFactor, zoomAt, canvasToClient } from "./geometry.js";
 import { actionForEvent, helpRows } from "./keymap.js";
+import { LeaseHeartbeat } from "./lease.js";
+import { maskAuthor } from "./masklist.js";
 import { paintStroke, paletteColor, parseColor, samplePath } from "./maskops.js";
 import { isProposal, nextProposalKey, proposalCount, quickLabel } from "./proposals.js";
 import { decodeRle, encodeRle, maskBbox, rleArea, rleBounds } from "./rle.js";
@@ -23,7 +25,7 @@ function readConfig() {
   if (!node) throw new Error("the page has no #maskmill-config JSON blob; it must be rendered by the annotate view");
   const config = JSON.parse(node.textContent);
   if (config.imageId == null) throw new Error("maskmill-config has no imageId");
-  return { apiBase: "/api", labels: [], secondsPerMaskHint: 30, ...config };
+  return { apiBase: "/api", labels: [], secondsPerMaskHint: 30, leaseSeconds: 900, ...config };
 }
 
 function safeStorage() {
@@ -111,6 +113,13 @@ class AnnotationPage {
     this.queue.flush();
     this.prepare();
     setInterval(() => this.tick(), 500);
+    // Keep the image while this tab is open and its annotator works on it; a closed tab lets go.
+    this.lease = new LeaseHeartbeat({
+      send: () => this.api.heartbeat(this.imageId),
+      leaseSeconds: this.config.leaseSeconds,
+      isVisible: () => document.visibilityState === "visible",
+      onLost: (message) => this.showLeaseLost(message),
+    }).start();
   }
 
   // ---------------------------------------------------------------- model: prepare & predict
@@ -334,7 +343,7 @@ class AnnotationPage {
       if (op.imageId !== this.imageId) continue;
       if (op.kind === "create") {
         this.masks.push({ ...op.body, id: null, key: `local:${op.localId}`, localId: op.localId, pending: true,
-          annotator: this.config.user?.username ?? this.config.user ?? null, opError: op.lastError, opStatus: op.status });
+          annotator_name: this.config.user?.username ?? null, opError: op.lastError, opStatus: op.status });
         continue;
       }
       const target = this.masks.find((m) => (op.maskId != null && m.id === op.maskId) || (op.localId && m.localId === op.localId));
@@ -383,11 +392,11 @@ class AnnotationPage {
       swatch.style.background = `rgb(${this.maskRgb(m, i).join(",")})`;
       const label = this.labelById(m.label);
       const score = m.predicted_iou != null ? Number(m.predicted_iou).toFixed(2) : "–";
-      const author = this.authorName(m.annotator);
+      const author = m.annotator_name ? maskAuthor(m) : (this.authorName(m.annotator) ?? maskAuthor(m));
       item.append(swatch, span("mask-label", label ? label.name : "(no label)", "mask-label"),
         span(`badge source-${m.source}`, m.source ?? "?", "mask-source"),
         span("mask-score", score, "mask-score"),
-        span("mask-author", author ?? (m.source === "auto" ? "model" : "–"), "mask-author"));
+        span("mask-author", author, "mask-author"));
       if (m.status && m.status !== "accepted") item.append(span(`badge status status-${m.status}`, m.status, "mask-status"));
       if (m.review_note) item.append(span("mask-note", `Review: ${m.review_note}`, "mask-note"));
       if (m.pending) item.append(span("badge pending", m.opStatus === "conflict" ? "conflict" : "saving…", "mask-pending"));
@@ -982,7 +991,11 @@ class AnnotationPage {
         if (document.hidden) effort.pause();
         else effort.resume();
       }
+      if (!document.hidden) this.lease?.tick(); // back on the tab: renew now if a renewal fell due meanwhile
     });
+    for (const type of ["pointerdown", "keydown", "wheel"]) {
+      window.addEventListener(type, () => this.lease?.activity(), { capture: true, passive: true });
+    }
     window.addEventListener("beforeunload", (e) => {
       if (!this.leaving && draftHasWork(this.history.state)) e.preventDefault();
     });
@@ -1106,6 +1119,13 @@ class AnnotationPage {
     this._flashTimer = setTimeout(() => (node.hidden = true), 3500);
   }
 
+  showLeaseLost(text) {
+    const node = $("lease-lost");
+    node.textContent = `This image is no longer yours: ${text}`;
+    node.hidden = false;
+    document.body.dataset.lease = "lost";
+  }
+
   showError(text) {
     const node = $("error-banner");
     node.textContent = text;
@@ -1173,6 +1193,10 @@ class AnnotationPage {
       },
       fallback() {
         return page.fallback;
+      },
+      lease() {
+        const lease = page.lease;
+        return lease ? { beats: lease.beats, lost: lease.lost, intervalMs: lease.intervalMs } : null;
       },
     });
   }

@@ -11,6 +11,7 @@ def _isolated_platform(settings, tmp_path):
     from annotator.celery import app
 
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.MASKMILL_LOGITS_DIR = tmp_path / "logits"  # the shared logits handles of this test
     settings.MASKMILL_MODEL_TYPE = ""
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True

@@ -1,5 +1,6 @@
 """Decoding from cached embeddings: equal to the official SamPredictor, the fast upsampling equal to
-torch's postprocessing, the caches' bounds, and a missing embedding computed exactly once."""
+torch's postprocessing, the caches' bounds, and a missing embedding computed exactly once, whichever
+path asks (the annotation page, the ingest's ``embed`` task)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from annotator.annotation.interactive import (
     masks_from_low_res,
 )
 from annotator.annotation.lowres import mask_to_low_res_logits, upsample_masks, upsample_masks_rle
-from annotator.annotation.models import EmbeddingClaim
+from annotator.images.embeddings import EmbeddingInProgress, ensure_embedding
+from annotator.images.models import EmbeddingClaim
+from annotator.images.tasks import embed
 from engine.transforms import preprocess_shape
 from tests.annotator.annotation_fixtures import add_picture, disk_mask, disk_picture, iou, tiny_sam  # noqa: F401
 
@@ -177,7 +180,6 @@ def test_a_missing_embedding_is_computed_once_for_simultaneous_requests(tiny_sam
     encoder_runs = []
     hook = model.image_encoder.register_forward_hook(lambda *args: encoder_runs.append(1))
     try:
-        barrier = threading.Barrier(6)
         answers: list[str] = []
 
         def ask(kind: str) -> None:
@@ -186,17 +188,21 @@ def test_a_missing_embedding_is_computed_once_for_simultaneous_requests(tiny_sam
             barrier.wait(10)
             if kind == "prepare":
                 answers.append(services.prepare(image))
-            else:
+            elif kind == "predict":
                 body = {"points": [[80, 60]], "labels": [1]}
                 answers.append(services.predict(image, users["annotator"], body).get("state", "masks"))
+            else:  # the images app's embed task (ingest, prefetch), run in this thread
+                embed.apply(args=(image.pk,)).get()
             connection.close()
 
-        threads = [threading.Thread(target=ask, args=("prepare" if i % 2 else "predict",)) for i in range(6)]
+        kinds = ["prepare", "predict", "embed"] * 2
+        barrier = threading.Barrier(len(kinds))
+        threads = [threading.Thread(target=ask, args=(kind,)) for kind in kinds]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(60)
-        assert set(answers) <= {"ready", "preparing", "masks"} and "preparing" in answers
+        assert set(answers) <= {"ready", "preparing", "masks"}
         for _ in range(600):  # bounded wait for the encoder thread
             if services.prepare(image) == "ready":
                 break
@@ -229,10 +235,14 @@ def test_a_claim_held_elsewhere_stops_a_second_computation(tiny_sam, project):  
         owner="other-host:1:1",
         expires_at=timezone.now() + timedelta(minutes=5),
     )
-    assert services.ensure_embedding_once(image.pk, version.pk) is None
+    with pytest.raises(EmbeddingInProgress, match="being computed by other-host:1:1"):
+        ensure_embedding(image.pk, version.pk)
+    assert embed.delay(image.pk).get() is None  # the ingest's task path respects the claim too
     assert not Embedding.objects.filter(image=image).exists()
     EmbeddingClaim.objects.update(expires_at=timezone.now() - timedelta(seconds=1))  # that process died
-    assert services.ensure_embedding_once(image.pk, version.pk) is not None
+    assert embed.delay(image.pk).get() == Embedding.objects.get(image=image).pk  # taken over
+    assert not EmbeddingClaim.objects.exists()
+    assert ensure_embedding(image.pk, version.pk) is not None
     assert Embedding.objects.filter(image=image).count() == 1
 
 

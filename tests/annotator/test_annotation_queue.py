@@ -194,6 +194,28 @@ def test_a_retried_save_with_the_same_idempotency_key_stores_one_mask(project, i
     assert fresh.status_code == 201 and Mask.objects.filter(image=images[0]).count() == 2
 
 
+def test_the_masks_list_names_who_made_each_mask(project, images, users, second_annotator):
+    """The page's side list shows who made each mask: the API gives the username, not only the id."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from annotator.masks.services import create_mask
+
+    url = f"/api/images/{images[0].pk}/masks/"
+    saved = api_client(users["annotator"]).post(url, mask_body(), format="json").json()
+    assert saved["annotator_name"] == "annotator" and saved["annotator"] == users["annotator"].pk
+    with CaptureQueriesContext(connection) as one_mask:
+        api_client(users["reviewer"]).get(url)
+    api_client(second_annotator).post(url, mask_body(), format="json")
+    create_mask(images[0], segmentation=encode_rle(disk_mask()), annotator=None, source="auto")
+    with CaptureQueriesContext(connection) as three_masks:
+        listed = api_client(users["reviewer"]).get(url).json()
+    assert [m["annotator_name"] for m in listed] == ["annotator", "annotator2", None]
+    assert len(three_masks) == len(one_mask)  # the names come with the masks, not a query each
+    detail = api_client(users["reviewer"]).get(f"/api/masks/{saved['id']}/").json()
+    assert detail["annotator_name"] == "annotator"
+
+
 def test_stale_edit_is_a_409_with_a_sentence(project, images, users):
     client = api_client(users["annotator"])
     mask = client.post(f"/api/images/{images[0].pk}/masks/", mask_body(), format="json").json()
@@ -322,3 +344,67 @@ def test_lease_api_renews_and_gives_the_image_back(project, images, users, secon
     images[0].refresh_from_db()
     assert images[0].status == ImageStatus.NEW and images[0].leased_by is None
     assert services.next_image(project, second_annotator).pk == images[0].pk
+
+
+def test_heartbeat_renews_the_annotators_own_lease(project, images, users, settings):
+    mine = api_client(users["annotator"])
+    image = services.next_image(project, users["annotator"])
+    Image.objects.filter(pk=image.pk).update(lease_expires_at=timezone.now() + timedelta(seconds=20))
+    answer = mine.post(f"/api/images/{image.pk}/heartbeat")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["lease_seconds"] == settings.MASKMILL_LEASE_SECONDS
+    image.refresh_from_db()
+    assert image.leased_by == users["annotator"] and image.status == ImageStatus.IN_PROGRESS
+    assert image.lease_expires_at > timezone.now() + timedelta(minutes=14)
+    # Ran out while the tab was in the background, but nobody took it: still theirs.
+    Image.objects.filter(pk=image.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=1))
+    assert mine.post(f"/api/images/{image.pk}/heartbeat").status_code == 200
+    image.refresh_from_db()
+    assert image.lease_expires_at > timezone.now() + timedelta(minutes=14)
+
+
+def test_heartbeat_cannot_renew_someone_elses_lease(project, images, users, second_annotator):
+    image = services.next_image(project, users["annotator"])
+    expiry = Image.objects.get(pk=image.pk).lease_expires_at
+    refused = api_client(second_annotator).post(f"/api/images/{image.pk}/heartbeat")
+    assert refused.status_code == 409
+    assert refused.json()["holder"] == "annotator"
+    assert "annotator is annotating this image now" in refused.json()["detail"]
+    image.refresh_from_db()
+    assert image.leased_by == users["annotator"] and image.lease_expires_at == expiry  # untouched
+
+
+def test_heartbeat_after_the_lease_ran_out_and_was_taken_is_a_clear_409(
+    project, images, users, second_annotator
+):
+    image = services.next_image(project, users["annotator"])
+    Image.objects.filter(pk=image.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.next_image(project, second_annotator).pk == image.pk  # handed on
+    late = api_client(users["annotator"]).post(f"/api/images/{image.pk}/heartbeat")
+    assert late.status_code == 409
+    assert late.json() == {
+        "detail": "annotator2 is annotating this image now (your lease had run out); masks you saved "
+        "are kept, but move on to the next image.",
+        "holder": "annotator2",
+    }
+    image.refresh_from_db()
+    assert image.leased_by == second_annotator
+
+
+def test_heartbeat_on_a_finished_image_says_it_is_no_longer_held(project, images, users):
+    client = api_client(users["annotator"])
+    image = services.next_image(project, users["annotator"])
+    assert client.post(f"/api/images/{image.pk}/finish").status_code == 200  # e.g. in another tab
+    late = client.post(f"/api/images/{image.pk}/heartbeat")
+    assert late.status_code == 409 and late.json()["holder"] is None
+    assert "you no longer hold this image (it is annotated" in late.json()["detail"]
+    image.refresh_from_db()
+    assert image.leased_by is None and image.status == ImageStatus.ANNOTATED
+
+
+def test_heartbeat_is_for_annotators_of_the_project(project, images, users):
+    image = services.next_image(project, users["annotator"])
+    assert api_client(users["reviewer"]).post(f"/api/images/{image.pk}/heartbeat").status_code == 403
+    assert api_client(users["outsider"]).post(f"/api/images/{image.pk}/heartbeat").status_code == 404
+    page = page_client(users["annotator"]).get(f"/images/{image.pk}/annotate/")
+    assert page.context["config_json"]["leaseSeconds"] == 15 * 60  # the page's heartbeat period / 3

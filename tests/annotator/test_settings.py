@@ -25,6 +25,8 @@ print(json.dumps({
     "max_pixels": settings.MASKMILL_MAX_IMAGE_PIXELS, "model_store": str(settings.MASKMILL_MODEL_STORE),
     "queues": sorted(q.name for q in app.conf.task_queues), "acks_late": app.conf.task_acks_late,
     "route": app.amqp.router.route({}, "annotator.images.tasks.embed")["queue"].name,
+    "logits": [settings.MASKMILL_LOGITS_STORE, settings.MASKMILL_REDIS_URL,
+               str(settings.MASKMILL_LOGITS_DIR)],
 }))
 """
 
@@ -67,6 +69,7 @@ def test_defaults_need_no_server(tmp_path):
     assert values["max_pixels"] == 100_000_000 and values["model_store"] == str(tmp_path / "models")
     assert values["queues"] == ["embed", "export", "generate", "train"] and values["acks_late"] is True
     assert values["route"] == "embed" and values["debug"] is True
+    assert values["logits"] == ["file", "", str(tmp_path / "logits")]  # handles shared through var/
 
 
 def test_production_settings_from_the_environment():
@@ -75,8 +78,12 @@ def test_production_settings_from_the_environment():
     assert values["broker"] == "redis://redis.example.org:6379/0"
     assert values["storage_backend"] == "storages.backends.s3.S3Storage" and values["storage"] == "S3Storage"
     assert values["max_pixels"] == 50_000_000 and values["debug"] is False
+    assert values["logits"][:2] == ["redis", "redis://redis.example.org:6379/0"]  # the broker's Redis
     amqp = dump(**{**PRODUCTION, "CELERY_BROKER_URL": "amqp://guest:guest@rabbit:5672//"})
     assert amqp["broker"] == "amqp://guest:guest@rabbit:5672//"
+    assert amqp["logits"][:2] == ["file", ""]
+    own = dump(**{**PRODUCTION, "MASKMILL_REDIS_URL": "redis://cache:6379/2"})
+    assert own["logits"][:2] == ["redis", "redis://cache:6379/2"]
 
 
 def test_secret_key_is_required_without_debug():
@@ -91,6 +98,8 @@ def test_bad_values_are_named():
     assert "MASKMILL_ENCODER_PRECISION='fp8': use fp32, bf16 or int8" in done.stderr
     done = run_python(["-c", "import django; django.setup()"], DEBUG="maybe")
     assert "DEBUG='maybe' is not a boolean" in done.stderr
+    done = run_python(["-c", "import django; django.setup()"], MASKMILL_LOGITS_STORE="redis")
+    assert "MASKMILL_LOGITS_STORE=redis needs MASKMILL_REDIS_URL" in done.stderr
 
 
 def test_check_deploy_is_clean_with_production_settings():

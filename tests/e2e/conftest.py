@@ -69,6 +69,7 @@ def _e2e_platform(settings, tmp_path, transactional_db):
     from annotator.training.services import forget_loaded_models
 
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.MASKMILL_LOGITS_DIR = tmp_path / "logits"
     settings.MASKMILL_MODEL_TYPE = ""
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True

@@ -1,11 +1,15 @@
 """The annotation workflow in a real Chromium: log in, open the next image, click/box/negative
 click, cycle candidates, brush and eraser, undo/redo, shortcuts, accept with a label (the stored RLE
-is the mask that was shown), two annotators, review and rework; one run with a tiny SAM model."""
+is the mask that was shown), two annotators, review and rework, the lease heartbeat; one run with a
+tiny SAM model."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from annotator.masks.models import Mask
 from engine.masks import decode_rle
@@ -142,6 +146,10 @@ def test_login_click_accept_and_the_stored_rle_is_the_mask_shown(context, server
     assert stored.label.name == "disk" and stored.status == "accepted" and stored.source == "manual"
     assert stored.clicks == 1 and stored.seconds is not None and stored.annotator == setup["annotator"]
     assert page.locator("[data-testid='mask-item']").count() == 1
+    assert page.locator("[data-testid='mask-author']").inner_text() == "ann"
+    page.reload()  # the list as the server sends it: who made the mask by name, not by id
+    page.wait_for_selector("body[data-ready='true']")
+    assert page.locator("[data-testid='mask-author']").inner_text() == "ann"
 
 
 def test_box_then_negative_click_removes_a_region_and_candidates_cycle(context, server, setup):
@@ -272,6 +280,30 @@ def test_two_annotators_then_review_sends_the_image_back_with_the_note(browser, 
     note.wait_for()
     assert "the outline cuts off the bottom" in note.inner_text()
     assert page.locator("[data-testid='mask-item']").get_attribute("data-status") == "rejected"
+
+
+def test_the_open_page_keeps_its_lease_and_says_when_it_lost_it(context, server, setup, settings):
+    from annotator.annotation import services
+    from annotator.images.models import Image
+
+    settings.MASKMILL_LEASE_SECONDS = 6  # the page renews every 2 s while its annotator is active
+    project = setup["project"]
+    page = login(context, server, setup["annotator"])
+    image_id = open_next(page, project)
+    taken = Image.objects.get(pk=image_id).lease_expires_at
+    page.click("[data-testid='draft-info']")  # the annotator does something on the page
+    page.wait_for_function("() => window.maskmill.lease().beats >= 1", timeout=10_000)
+    assert Image.objects.get(pk=image_id).lease_expires_at > taken  # renewed by the page, not by a click
+    assert page.evaluate("window.maskmill.lease().intervalMs") == 2000
+
+    # The lease ran out anyway (say the laptop slept) and the queue gave the image to bob.
+    Image.objects.filter(pk=image_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert services.next_image(project, setup["other"]).pk == image_id
+    page.click("[data-testid='draft-info']")
+    page.wait_for_selector("body[data-lease='lost']", timeout=10_000)
+    banner = page.locator("[data-testid='lease-lost']")
+    assert banner.is_visible() and "bob is annotating this image now" in banner.inner_text()
+    assert Image.objects.get(pk=image_id).leased_by == setup["other"]
 
 
 def page_artifact(name: str):

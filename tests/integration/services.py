@@ -22,6 +22,11 @@ def unavailable(database_url: str = DATABASE_URL, redis_url: str = REDIS_URL) ->
         psycopg.connect(database_url, connect_timeout=3).close()
     except Exception as exc:
         return f"PostgreSQL at {safe_url(database_url)} does not answer ({exc.__class__.__name__}: {exc})"
+    return redis_unavailable(redis_url)
+
+
+def redis_unavailable(redis_url: str = REDIS_URL) -> str | None:
+    """Why Redis cannot be used, or None when it answers (for tests that need only Redis)."""
     try:
         import redis
 

@@ -30,6 +30,8 @@ def test_postgres_redis_worker_layer(tmp_path, request):
         "CELERY_RESULT_BACKEND": REDIS_URL,
         # This run's queues live under their own keys, so parallel runs on one Redis do not mix.
         "MASKMILL_BROKER_KEY_PREFIX": f"maskmill-test-{os.getpid()}:",
+        # The logits handles of interactive annotation go to Redis too (its URL is the broker's).
+        "MASKMILL_LOGITS_KEY_PREFIX": f"maskmill-test-{os.getpid()}:logits:",
         "MEDIA_ROOT": str(tmp_path / "media"),
         "MASKMILL_VAR_DIR": str(tmp_path / "var"),
     }

@@ -78,3 +78,43 @@ def test_duplicate_ingest_on_postgres_is_skipped(celery_worker_process, django_u
     first = ingest_files(project, [SimpleUploadedFile("x.png", data)], owner)
     second = ingest_files(project, [SimpleUploadedFile("x.png", data)], owner)
     assert len(first.created) == 1 and second.duplicates[0]["image"] == first.created[0].pk
+
+
+def test_an_embed_task_waits_out_a_dead_claimant_then_computes(
+    celery_worker_process, worker_model_env, settings, django_user_model
+):
+    """Another process took the claim on the embedding and died (a web process mid-computation,
+    a lost worker): the worker's task does not compute beside it while the claim stands, comes back
+    when it expires, takes it over and stores the embedding once."""
+    import json
+    from datetime import timedelta
+
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from annotator.images.models import EmbeddingClaim
+    from annotator.training.services import configured_model_version, forget_loaded_models
+
+    if not celery_worker_process["model"]:
+        pytest.skip("the worker runs without a model: nothing to embed")
+    settings.MASKMILL_MODEL_TYPE = worker_model_env["MASKMILL_MODEL_TYPE"]
+    settings.MASKMILL_CHECKPOINT = worker_model_env["MASKMILL_CHECKPOINT"]
+    settings.MASKMILL_MODEL_CONFIG = json.loads(worker_model_env["MASKMILL_MODEL_CONFIG"])
+    forget_loaded_models()
+    version = configured_model_version()  # the worker's model, same row
+    owner = django_user_model.objects.create_user(username="owner3", password="pw")
+    project = create_project(name="Claims", creator=owner)
+    image = Image(project=project, original_name="c.png", sha256="c" * 64, width=64, height=48)
+    image.file.save("c.png", ContentFile(image_bytes(64, 48, seed=9)), save=False)
+    image.save()  # no ingest: its own embed task would race this test's claim
+    expires = timezone.now() + timedelta(seconds=3)
+    EmbeddingClaim.objects.create(
+        image=image, model_version=version, owner="dead-host:1:1", expires_at=expires
+    )
+    result = embed.delay(image.pk, version.pk)
+    stored = result.get(timeout=120)
+    result.forget()
+    assert stored == Embedding.objects.get(image=image, model_version=version).pk
+    assert not EmbeddingClaim.objects.exists()  # taken over, then released
+    log = celery_worker_process["log"].read_text(errors="replace")
+    assert f"embed[{result.id}] retry: Retry in" in log  # it waited for the claim before computing
