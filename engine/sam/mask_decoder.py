@@ -126,12 +126,21 @@ def upscale_and_project(upscaling: nn.Sequential, tokens: Tensor, hyper_in: Tens
         part = tokens[start : start + UPSCALE_CHUNK]
         n = part.shape[0]
         x = torch.addmm(b1, part.reshape(n * tokens_n, channels), w1).view(-1, mid)
-        x = act1(F.layer_norm(x, (mid,), norm.weight, norm.bias, norm.eps))
-        x = act2(torch.addmm(b2, x, w2)).view(n, tokens_n * 16, out)
+        x = _activate(act1, F.layer_norm(x, (mid,), norm.weight, norm.bias, norm.eps))
+        x = _activate(act2, torch.addmm(b2, x, w2)).view(n, tokens_n * 16, out)
         chunks.append(torch.bmm(x, hyper_in[start : start + n].transpose(1, 2)))
     masks = torch.cat(chunks) if len(chunks) > 1 else chunks[0]  # (B, pixels in block order, M)
     masks = masks.view(batch, h, w, 2, 2, 2, 2, masks_n).permute(0, 7, 1, 3, 5, 2, 4, 6)
     return masks.reshape(batch, masks_n, 4 * h, 4 * w)
+
+
+def _activate(activation: nn.Module, x: Tensor) -> Tensor:
+    """The activation, in place on ``x`` (a temporary) where that is the same function."""
+    if type(activation) is nn.GELU and activation.approximate == "none":
+        return torch.ops.aten.gelu_(x)
+    if type(activation) is nn.ReLU:
+        return x.relu_()
+    return activation(x)
 
 
 def _block_upscaling(upscaling: nn.Module) -> tuple[nn.Module, ...] | None:

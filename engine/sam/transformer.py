@@ -80,12 +80,15 @@ class Attention(nn.Module):
         out = out + self.v_proj.bias.view(heads, head_dim)
         return self.out_proj(out.reshape(batch, few, self.internal_dim))
 
-    def attend_from_many(self, q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None = None) -> Tensor:
+    def attend_from_many(
+        self, q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None = None, residual_owned: bool = False
+    ) -> Tensor:
         """Many queries q (B or 1, M, E) against few keys/values k, v (B, n, E); same result as
         ``forward`` (plus ``residual`` when given, added in the same product). score_h =
         (Wq_h x + bq_h)·k_h = x·(Wq_hᵀ k_h) + bq_h·k_h, and the output projection is folded into
         the values: Wo (Σ_h p_h v_h) + bo = Σ_h p_h (Wo_h v_h + bo / heads). The M queries are
-        never projected, nor their M attention outputs. Scores are laid out (B, heads, n, M) so
+        never projected, nor their M attention outputs. ``residual_owned``: the caller no longer
+        needs ``residual``, which is then updated in place. Scores are laid out (B, heads, n, M) so
         that the softmax over the n tokens runs along contiguous rows of M."""
         batch, few, _ = k.shape
         if not self._folding_pays(few):
@@ -109,6 +112,8 @@ class Attention(nn.Module):
         probs = torch.softmax(scores.add_(offset), dim=2).view(batch, heads * few, tokens).transpose(1, 2)
         if residual is None:
             return torch.bmm(probs, v_out)
+        if residual_owned and residual.shape[0] == batch and residual.is_contiguous():
+            return residual.baddbmm_(probs, v_out)  # no second (B, M, E) tensor
         return torch.baddbmm(residual, probs, v_out)
 
 
@@ -136,8 +141,10 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(
-        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
+        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor, keys_owned: bool = False
     ) -> tuple[Tensor, Tensor]:
+        """``keys_owned``: ``keys`` is a temporary of the caller's (not the image embedding) and may
+        be overwritten."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -152,7 +159,10 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        keys = self.norm4(self.cross_attn_image_to_token.attend_from_many(k, q, queries, residual=keys))
+        attended = self.cross_attn_image_to_token.attend_from_many(
+            k, q, queries, residual=keys, residual_owned=keys_owned
+        )
+        keys = self.norm4(attended)
         return queries, keys
 
 
@@ -195,8 +205,9 @@ class TwoWayTransformer(nn.Module):
         keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
         key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         queries = point_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        for index, layer in enumerate(self.layers):
+            # From the second layer on, keys are this forward's own temporaries.
+            queries, keys = layer(queries, keys, point_embedding, key_pe, keys_owned=index > 0)
         attn_out = self.final_attn_token_to_image.attend_to_many(
             queries + point_embedding, keys + key_pe, keys
         )
