@@ -2,26 +2,31 @@
 SamAutomaticMaskGenerator, same weights, same image, one run.
 
     python benchmarks/bench_automatic.py --model vit_b --size 1024x768 --points-per-side 32
-    python benchmarks/bench_automatic.py --model small --repeats 3 --thresholds-zero
-    python benchmarks/bench_automatic.py --model vit_b --only ours --size 4000x3000 \
+    python benchmarks/bench_automatic.py --model small --repeats 3 --thresholds both
+    python benchmarks/bench_automatic.py --model small --only ours --size 4000x3000 \
         --points-per-side 64 --crop-n-layers 1          # the memory-bound case
 
-Each measurement runs in its own subprocess so that peak RSS (ru_maxrss) belongs to it. Prints
-per implementation the median wall time, the split (encoder, decoder, filtering, upsampling, NMS,
-RLE; "other" is the rest), peak RSS, the mask count, the speed ratio and whether the records agree
-(same count, each mask IoU >= 0.99). Weights are the seeded random ones of tests/reference_models
-(with the decoder reshaped as in tests/engine/test_automatic.py so that masks have structure).
+Each measurement runs in its own subprocess so that its memory figures belong to it. Prints per
+implementation the median wall time, the split (encoder, decoder, filtering, upsampling, NMS,
+RLE; "other" is the rest), the RSS once model and image are loaded, the peak RSS while generating
+(sampled every 20 ms) and of the whole process (ru_maxrss), the mask count, the speed ratio and
+whether the records agree (same count, each mask IoU >= 0.99). Weights are the seeded random ones
+of tests/reference_models (with the decoder reshaped as in tests/engine/test_automatic.py so that
+masks have structure). ``--thresholds zero`` sets pred_iou_thresh and stability_score_thresh to 0
+for both generators (many survivors).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -40,7 +45,16 @@ def parse_args(argv=None):
     p.add_argument("--points-per-side", type=int, default=32)
     p.add_argument("--crop-n-layers", type=int, default=0)
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--thresholds-zero", action="store_true", help="also time pred_iou/stability thresholds 0")
+    p.add_argument(
+        "--thresholds",
+        choices=("default", "zero", "both"),
+        default="default",
+        help="pred_iou/stability thresholds: the defaults (0.88 / 0.95), 0 for both, or one run of each",
+    )
+    p.add_argument("--thresholds-zero", action="store_true", help="same as --thresholds both")
+    p.add_argument(
+        "--output-mode", choices=("binary_mask", "uncompressed_rle", "coco_rle"), default="coco_rle"
+    )
     p.add_argument("--only", choices=("ours", "official"), help="run one implementation")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -97,6 +111,45 @@ class StageClock:
         setattr(owner, attribute, timed)
 
 
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class RssSampler:
+    """Peak RSS over a block, sampled by a thread (ru_maxrss is the peak of the whole process)."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, current_rss_mb())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self.peak_mb = current_rss_mb()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, current_rss_mb())
+
+
+def as_coco_rle(segmentation) -> dict:
+    """Any output mode's segmentation → compressed COCO RLE, to compare the two sides."""
+    from engine.masks import encode_rle, validate_rle
+
+    if isinstance(segmentation, np.ndarray):
+        return encode_rle(segmentation)
+    return validate_rle(segmentation)
+
+
 def worker(spec: dict) -> dict:
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
@@ -106,7 +159,7 @@ def worker(spec: dict) -> dict:
     params = dict(points_per_side=spec["points_per_side"], crop_n_layers=spec["crop_n_layers"])
     if spec["thresholds_zero"]:
         params.update(pred_iou_thresh=0.0, stability_score_thresh=0.0)
-    params["output_mode"] = "coco_rle"
+    params["output_mode"] = spec["output_mode"]
     times, splits = [], []
     if spec["which"] == "official":
         from tests.reference import reference
@@ -127,21 +180,27 @@ def worker(spec: dict) -> dict:
         from engine.automatic import MaskGenerator
 
         generator = MaskGenerator(model, **params)
+    rss_before = current_rss_mb()
+    peaks = []
     for _ in range(spec["repeats"]):
         if spec["which"] == "official":
             clock.totals.clear()
-        start = time.perf_counter()
-        with torch.no_grad():
+        records = None  # the previous run's records are not part of this run's memory
+        with RssSampler() as sampler, torch.no_grad():
+            start = time.perf_counter()
             records = generator.generate(image)
-        times.append(time.perf_counter() - start)
+            times.append(time.perf_counter() - start)
+        peaks.append(sampler.peak_mb)
         splits.append(dict(clock.totals) if spec["which"] == "official" else dict(generator.timings))
     masks_file = spec.get("masks_file")
     if masks_file:
-        Path(masks_file).write_text(json.dumps([r["segmentation"] for r in records]))
+        Path(masks_file).write_text(json.dumps([as_coco_rle(r["segmentation"]) for r in records]))
     return {
         "times": times,
         "split": splits[len(splits) // 2],
         "masks": len(records),
+        "rss_before_mb": rss_before,
+        "peak_generate_mb": max(peaks),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "model_class": f"{type(model).__module__}.{type(model).__name__}",
     }
@@ -180,7 +239,10 @@ def report(label: str, result: dict) -> float:
     parts = ", ".join(f"{s} {split.get(s, 0.0):.2f}" for s in STAGES)
     print(
         f"  {label:9s} median {median:8.2f} s  [{parts}, other {median - known:.2f}]  "
-        f"peak RSS {result['peak_rss_mb']:.0f} MB  masks {result['masks']}  ({result['model_class']})"
+        f"masks {result['masks']}  ({result['model_class']})\n"
+        f"  {'':9s} RSS loaded {result['rss_before_mb']:.0f} MB, peak while generating "
+        f"{result['peak_generate_mb']:.0f} MB (+{result['peak_generate_mb'] - result['rss_before_mb']:.0f}), "
+        f"process peak (ru_maxrss) {result['peak_rss_mb']:.0f} MB"
     )
     return median
 
@@ -193,10 +255,11 @@ def main(argv=None) -> None:
     width, height = (int(v) for v in args.size.lower().split("x"))
     print(
         f"automatic masks: model {args.model}, image {width}x{height}, points_per_side "
-        f"{args.points_per_side}, crop_n_layers {args.crop_n_layers}, repeats {args.repeats}, "
-        f"torch threads {args.threads or torch.get_num_threads()}"
+        f"{args.points_per_side}, crop_n_layers {args.crop_n_layers}, output {args.output_mode}, "
+        f"repeats {args.repeats}, torch threads {args.threads or torch.get_num_threads()}"
     )
-    settings = [False, True] if args.thresholds_zero else [False]
+    thresholds = "both" if args.thresholds_zero else args.thresholds
+    settings = {"default": [False], "zero": [True], "both": [False, True]}[thresholds]
     which = [args.only] if args.only else ["official", "ours"]
     with tempfile.TemporaryDirectory() as tmp:
         for zero in settings:
@@ -207,6 +270,7 @@ def main(argv=None) -> None:
                     "which": impl, "model": args.model, "size": [width, height],
                     "points_per_side": args.points_per_side, "crop_n_layers": args.crop_n_layers,
                     "repeats": args.repeats, "thresholds_zero": zero, "threads": args.threads,
+                    "output_mode": args.output_mode,
                     "masks_file": f"{tmp}/{impl}-{zero}.json",
                 }  # fmt: skip
                 results[impl] = report(impl, run_worker(spec))

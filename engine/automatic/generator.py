@@ -13,6 +13,12 @@ full resolution before it filters, and computes the stability score there. Here:
 * the stability score, boxes and crop-edge test are vectorised per chunk, masks go straight to
   COCO RLE through pycocotools, and full-frame masks are rebuilt only for crop masks that survive
   NMS, so memory is bounded by one chunk, not by the number of candidates;
+* a crop at least ``model_frame_stats_from`` times the model input's area (large images: a
+  4000x3000 mask is 12 M pixels) is not upsampled to judge its candidates at all: their
+  stability scores and boxes come exactly from the model frame (``engine.automatic.upsampling``),
+  the survivors wait as low-res logits (at most ``max_stored_logits_bytes``, beyond which their
+  batch is decoded again), and only the masks that survive the crop's NMS are upsampled, so
+  neither time nor memory scales with candidates x image pixels;
 * the decoder sees the image embedding once per batch instead of a copy per prompt
   (``engine.automatic.decoding``).
 """
@@ -25,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import product
 from typing import Any
 
@@ -33,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.automatic.decoding import decode_points
+from engine.automatic.upsampling import axis_plan, threshold_stats, upsample_to_model_frame
 from engine.masks import (
     RLE,
     batched_nms,
@@ -45,6 +53,7 @@ from engine.masks import (
     remove_small_regions,
     rle_to_uncompressed,
     stability_score,
+    uncrop_rle,
 )
 from engine.transforms import ResizeLongestSide, preprocess_shape
 
@@ -132,10 +141,89 @@ class _Candidates:
         }
 
 
+@dataclass(frozen=True)
+class _Crop:
+    """One crop being processed: its image embedding and geometry."""
+
+    features: torch.Tensor
+    input_size: tuple[int, int]  # (h, w) of the crop resized for the model, before padding
+    size: tuple[int, int]  # (H, W) of the crop
+    box: list[int]  # XYXY in the image
+    image_size: tuple[int, int]
+
+    @property
+    def image_box(self) -> list[int]:
+        return [0, 0, self.image_size[1], self.image_size[0]]
+
+
+class _Survivors:
+    """Candidates of one crop that passed the filters (deferred path): their boxes, scores and
+    points, and where their low-res logits come from. A batch's logits are kept while all kept
+    logits fit in ``budget`` bytes; past it a batch keeps only its row numbers and is decoded
+    again when its masks are built, so memory stays bounded however many candidates survive."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.stored_bytes = 0
+        self._stored: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._dropped: set[int] = set()
+        self.batch: list[int] = []
+        self.row: list[int] = []
+        self.boxes: list[torch.Tensor] = []
+        self.iou_preds: list[torch.Tensor] = []
+        self.points: list[torch.Tensor] = []
+
+    def add(self, batch: int, rows: torch.Tensor, low_res: torch.Tensor, boxes, iou_preds, points) -> None:
+        if rows.numel() == 0:
+            return
+        size = low_res.numel() * low_res.element_size()
+        if batch not in self._dropped and self.stored_bytes + size <= self.budget:
+            self._stored.setdefault(batch, []).append((rows, low_res))
+            self.stored_bytes += size
+        elif batch not in self._dropped:
+            self._dropped.add(batch)
+            for _, parts in self._stored.pop(batch, []):
+                self.stored_bytes -= parts.numel() * parts.element_size()
+        self.batch += [batch] * rows.numel()
+        self.row += rows.tolist()
+        self.boxes.append(boxes.cpu())
+        self.iou_preds.append(iou_preds.float().cpu())
+        self.points.append(points.cpu())
+
+    def stacked(self) -> dict[str, Any]:
+        def cat(parts: list[torch.Tensor], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+            return torch.cat(parts) if parts else torch.zeros(shape, dtype=dtype)
+
+        return {
+            "batch": self.batch,
+            "row": self.row,
+            "boxes": cat(self.boxes, (0, 4), torch.int64),
+            "iou_preds": cat(self.iou_preds, (0,), torch.float32),
+            "points": cat(self.points, (0, 2), torch.float64),
+        }
+
+    def logits(self, batch: int, rows: list[int], decode_again) -> torch.Tensor:
+        """Low-res logits of ``rows`` of ``batch``, stored or from ``decode_again()`` (which gives
+        the batch's candidates as ``MaskGenerator._decode`` does); the stored ones are released."""
+        parts = self._stored.pop(batch, None)
+        if parts is None:
+            return decode_again()[0][torch.as_tensor(rows)]
+        self.stored_bytes -= sum(p.numel() * p.element_size() for _, p in parts)
+        stored_rows = torch.cat([r for r, _ in parts]).cpu()
+        stored = torch.cat([p for _, p in parts])
+        return stored[torch.searchsorted(stored_rows, torch.as_tensor(rows)).to(stored.device)]
+
+
 class MaskGenerator:
     """segment_anything's ``SamAutomaticMaskGenerator`` (same parameters, defaults and records),
     faster. ``model`` is any module with the official ``Sam`` interface (``engine.sam.build_sam``
-    or segment_anything's). Timings of the last call are in ``self.timings`` (seconds per stage)."""
+    or segment_anything's). Timings of the last call are in ``self.timings`` (seconds per stage).
+
+    Keyword-only tuning, none of which changes the records: ``max_chunk_bytes`` bounds the
+    full-resolution logits built at once; crops of at least ``model_frame_stats_from`` times the
+    model input's area are judged on the model frame and upsampled only after NMS (about where
+    that is faster on CPU); ``max_stored_logits_bytes`` bounds the low-res logits such a crop's
+    survivors keep while they wait for NMS."""
 
     def __init__(
         self,
@@ -155,6 +243,8 @@ class MaskGenerator:
         output_mode: str = "binary_mask",
         *,
         max_chunk_bytes: int = 256 * 2**20,
+        max_stored_logits_bytes: int = 256 * 2**20,
+        model_frame_stats_from: float = 4.0,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -194,6 +284,8 @@ class MaskGenerator:
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
         self.max_chunk_bytes = max_chunk_bytes
+        self.max_stored_logits_bytes = max_stored_logits_bytes
+        self.model_frame_stats_from = model_frame_stats_from
         self.timings: dict[str, float] = defaultdict(float)
 
     @property
@@ -283,7 +375,7 @@ class MaskGenerator:
         start = time.perf_counter()
         full_rles = []
         for rle, crop_index in zip(data["rles"], data["rle_crop"]):
-            full_rles.append(_uncrop_rle(rle, crop_boxes[crop_index], height, width))
+            full_rles.append(uncrop_rle(rle, crop_boxes[crop_index], height, width))
         data["rles"] = full_rles
         self.timings["rle"] += time.perf_counter() - start
         return data
@@ -301,23 +393,15 @@ class MaskGenerator:
             input_size = preprocess_shape(crop_size[0], crop_size[1], self.transform.target_length)
 
         points = self.point_grids[layer] * np.array(crop_size)[None, ::-1]
-        candidates = _Candidates()
-        for start in range(0, len(points), self.points_per_batch):
-            self._process_batch(
-                features, points[start : start + self.points_per_batch], input_size, crop_size, crop_box,
-                image.shape[:2], candidates,
-            )  # fmt: skip
-        data = candidates.stacked()
-
-        start = time.perf_counter()
-        keep = batched_nms(
-            data["boxes"].float(),
-            data["iou_preds"],
-            torch.zeros(len(data["rles"]), dtype=torch.int64),
-            self.box_nms_thresh,
-        )
-        data = _select(data, keep)
-        self.timings["nms"] += time.perf_counter() - start
+        batches = [
+            points[start : start + self.points_per_batch]
+            for start in range(0, len(points), self.points_per_batch)
+        ]
+        crop = _Crop(features, input_size, crop_size, crop_box, image.shape[:2])
+        if crop_size[0] * crop_size[1] >= self.model_frame_stats_from * input_size[0] * input_size[1]:
+            data = self._crop_masks_deferred(crop, batches)
+        else:
+            data = self._crop_masks_direct(crop, batches)
 
         offset = torch.tensor([x0, y0, x0, y0])
         data["boxes"] = data["boxes"] + offset
@@ -333,22 +417,15 @@ class MaskGenerator:
         self.timings["encoder"] += time.perf_counter() - start
         return features, (int(input_image.shape[0]), int(input_image.shape[1]))
 
-    def _process_batch(
-        self,
-        features: torch.Tensor,
-        points: np.ndarray,
-        input_size: tuple[int, int],
-        crop_size: tuple[int, int],
-        crop_box: list[int],
-        image_size: tuple[int, int],
-        candidates: _Candidates,
-    ) -> None:
+    def _decode(self, crop: _Crop, points: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Low-res logits (M x h x w), predicted IoUs and points of one batch's candidates that pass
+        the predicted-IoU filter, in the official order (point by point, its masks in order).
+        Deterministic: the same batch gives the same tensors when decoded again."""
         start = time.perf_counter()
-        coords = torch.as_tensor(self.transform.apply_coords(points, crop_size), device=self.device)
-        low_res, iou_preds, rows = decode_points(self.model, features, coords, self.pred_iou_thresh)
+        coords = torch.as_tensor(self.transform.apply_coords(points, crop.size), device=self.device)
+        low_res, iou_preds, rows = decode_points(self.model, crop.features, coords, self.pred_iou_thresh)
         self.timings["decoder"] += time.perf_counter() - start
 
-        # Predicted-IoU filter, in the official order (point by point, its masks in order).
         start = time.perf_counter()
         iou_preds = iou_preds[rows]
         point_tensor = torch.as_tensor(points)[rows.cpu()][:, None].expand(-1, iou_preds.shape[1], -1)
@@ -362,54 +439,158 @@ class MaskGenerator:
                 point_tensor.flatten(0, 1),
             )
         self.timings["filter"] += time.perf_counter() - start
+        return low_res, iou_preds, point_tensor
 
-        # Upsample the survivors in chunks; each chunk is filtered and encoded before the next.
-        height, width = crop_size
+    def _crop_masks_direct(self, crop: _Crop, batches: list[np.ndarray]) -> dict[str, Any]:
+        """Crops about the model's input size: each candidate's logits are upsampled (in chunks)
+        to judge it, and the survivors kept as RLE until the crop's NMS."""
+        candidates = _Candidates()
+        height, width = crop.size
         img_size = self.model.image_encoder.img_size
         bytes_per_mask = 4 * (img_size * img_size + 2 * height * width) + height * width
         chunk = max(1, self.max_chunk_bytes // bytes_per_mask)
         threshold = self.model.mask_threshold
-        for begin in range(0, low_res.shape[0], chunk):
-            start = time.perf_counter()
-            logits = self._upsample(low_res[begin : begin + chunk], input_size, crop_size)
-            self.timings["upsample"] += time.perf_counter() - start
+        for points in batches:
+            low_res, iou_preds, point_tensor = self._decode(crop, points)
+            for begin in range(0, low_res.shape[0], chunk):
+                start = time.perf_counter()
+                logits = self._upsample(low_res[begin : begin + chunk], crop.input_size, crop.size)
+                self.timings["upsample"] += time.perf_counter() - start
 
-            start = time.perf_counter()
-            stability = stability_score(logits, threshold, self.stability_score_offset)
-            ious, pts = iou_preds[begin : begin + chunk], point_tensor[begin : begin + chunk]
-            if self.stability_score_thresh > 0.0:
-                keep = stability >= self.stability_score_thresh
-                logits, stability, ious, pts = logits[keep], stability[keep], ious[keep], pts[keep.cpu()]
-            masks = logits > threshold
-            del logits
-            boxes = masks_to_boxes(masks)
-            keep = ~boxes_near_crop_edge(boxes, crop_box, [0, 0, image_size[1], image_size[0]])
-            if not bool(keep.all()):
-                masks, boxes, stability, ious, pts = (
-                    masks[keep],
-                    boxes[keep],
-                    stability[keep],
-                    ious[keep],
-                    pts[keep],
+                start = time.perf_counter()
+                stability = stability_score(logits, threshold, self.stability_score_offset)
+                ious, pts = iou_preds[begin : begin + chunk], point_tensor[begin : begin + chunk]
+                if self.stability_score_thresh > 0.0:
+                    keep = stability >= self.stability_score_thresh
+                    logits, stability, ious, pts = logits[keep], stability[keep], ious[keep], pts[keep.cpu()]
+                masks = logits > threshold
+                del logits
+                boxes = masks_to_boxes(masks)
+                keep = ~boxes_near_crop_edge(boxes, crop.box, crop.image_box)
+                if not bool(keep.all()):
+                    masks, boxes, stability, ious, pts = (
+                        masks[keep], boxes[keep], stability[keep], ious[keep], pts[keep.cpu()],
+                    )  # fmt: skip
+                areas = mask_areas(masks)
+                self.timings["filter"] += time.perf_counter() - start
+
+                start = time.perf_counter()
+                rles = encode_rle_batch(masks)
+                del masks
+                self.timings["rle"] += time.perf_counter() - start
+                candidates.add(
+                    rles, boxes.cpu(), areas.cpu(), ious.float().cpu(), stability.float().cpu(), pts.cpu()
                 )
-            areas = mask_areas(masks)
-            self.timings["filter"] += time.perf_counter() - start
+        return self._crop_nms(candidates.stacked())
 
-            start = time.perf_counter()
-            rles = encode_rle_batch(masks)
-            self.timings["rle"] += time.perf_counter() - start
-            candidates.add(
-                rles, boxes.cpu(), areas.cpu(), ious.float().cpu(), stability.float().cpu(), pts.cpu()
-            )
+    def _crop_nms(self, data: dict[str, Any]) -> dict[str, Any]:
+        start = time.perf_counter()
+        keep = batched_nms(
+            data["boxes"].float(),
+            data["iou_preds"],
+            torch.zeros(len(data["iou_preds"]), dtype=torch.int64),
+            self.box_nms_thresh,
+        )
+        data = _select(data, keep)
+        self.timings["nms"] += time.perf_counter() - start
+        return data
+
+    def _crop_masks_deferred(self, crop: _Crop, batches: list[np.ndarray]) -> dict[str, Any]:
+        """Crops well above the model's input size (large images, where a full-resolution mask
+        is megabytes): candidates are judged on the model frame (``engine.automatic.upsampling``),
+        survivors kept as their low-res logits, and only the masks that survive the crop's NMS
+        are upsampled, one batch at a time."""
+        rows_plan = axis_plan(crop.input_size[0], crop.size[0])
+        cols_plan = axis_plan(crop.input_size[1], crop.size[1])
+        threshold = self.model.mask_threshold
+        levels = (threshold - self.stability_score_offset, threshold, threshold + self.stability_score_offset)
+        img_size = self.model.image_encoder.img_size
+        frame_cells = (crop.input_size[0] + 2) * (crop.input_size[1] + 2)
+        chunk = max(1, self.max_chunk_bytes // (4 * img_size * img_size + 48 * frame_cells))
+        survivors = _Survivors(self.max_stored_logits_bytes)
+        for batch, points in enumerate(batches):
+            low_res, iou_preds, point_tensor = self._decode(crop, points)
+            for begin in range(0, low_res.shape[0], chunk):
+                start = time.perf_counter()
+                frame = upsample_to_model_frame(low_res[begin : begin + chunk], img_size, crop.input_size)
+                self.timings["upsample"] += time.perf_counter() - start
+
+                start = time.perf_counter()
+                areas, boxes = threshold_stats(frame, rows_plan, cols_plan, levels, threshold)
+                del frame
+                rows = torch.arange(begin, begin + boxes.shape[0], device=boxes.device)
+                keep = ~boxes_near_crop_edge(boxes, crop.box, crop.image_box)
+                if self.stability_score_thresh > 0.0:
+                    keep &= areas[:, 2] / areas[:, 0] >= self.stability_score_thresh
+                rows = rows[keep]
+                survivors.add(
+                    batch, rows, low_res[rows], boxes[keep], iou_preds[rows], point_tensor[rows.cpu()]
+                )
+                self.timings["filter"] += time.perf_counter() - start
+        data = self._crop_nms(survivors.stacked())
+        return self._materialise(crop, batches, survivors, data)
+
+    def _materialise(
+        self, crop: _Crop, batches: list[np.ndarray], survivors: _Survivors, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Full-resolution masks (as RLE), boxes, areas and stability scores for the kept
+        candidates, computed as the direct path does, batch by batch (a batch whose logits were
+        not stored is decoded again)."""
+        kept = len(data["iou_preds"])
+        rles: list[RLE | None] = [None] * kept
+        boxes = torch.zeros((kept, 4), dtype=torch.int64)
+        areas = torch.zeros(kept, dtype=torch.int64)
+        stability = torch.zeros(kept, dtype=torch.float32)
+        height, width = crop.size
+        img_size = self.model.image_encoder.img_size
+        chunk = max(
+            1, self.max_chunk_bytes // (4 * (img_size * img_size + 2 * height * width) + height * width)
+        )
+        threshold = self.model.mask_threshold
+        by_batch: dict[int, list[int]] = defaultdict(list)
+        for position, batch in enumerate(data["batch"]):
+            by_batch[batch].append(position)
+        for batch, positions in sorted(by_batch.items()):
+            rows = [data["row"][i] for i in positions]
+            low_res = survivors.logits(batch, rows, partial(self._decode, crop, batches[batch]))
+            for begin in range(0, len(positions), chunk):
+                start = time.perf_counter()
+                logits = self._upsample(low_res[begin : begin + chunk], crop.input_size, crop.size)
+                self.timings["upsample"] += time.perf_counter() - start
+                start = time.perf_counter()
+                where = torch.tensor(positions[begin : begin + chunk])
+                stability[where] = (
+                    stability_score(logits, threshold, self.stability_score_offset).float().cpu()
+                )
+                masks = logits > threshold
+                del logits
+                boxes[where] = masks_to_boxes(masks).cpu()
+                areas[where] = mask_areas(masks).cpu()
+                self.timings["filter"] += time.perf_counter() - start
+                start = time.perf_counter()
+                for i, rle in zip(where.tolist(), encode_rle_batch(masks)):
+                    rles[i] = rle
+                del masks
+                self.timings["rle"] += time.perf_counter() - start
+        return {
+            "rles": rles,
+            "boxes": boxes,
+            "areas": areas,
+            "iou_preds": data["iou_preds"],
+            "stability": stability,
+            "points": data["points"],
+        }
 
     def _upsample(
         self, low_res: torch.Tensor, input_size: tuple[int, int], crop_size: tuple[int, int]
     ) -> torch.Tensor:
         """Low-res logits (N, 256, 256) → crop-size logits, the two bilinear resizes of
-        ``Sam.postprocess_masks`` (to the padded model frame, unpad, to the crop size)."""
-        img_size = self.model.image_encoder.img_size
-        masks = F.interpolate(low_res[:, None], (img_size, img_size), mode="bilinear", align_corners=False)
-        masks = masks[..., : input_size[0], : input_size[1]]
+        ``Sam.postprocess_masks`` (to the padded model frame, unpad, to the crop size). The
+        second is skipped when the sizes already agree (a same-size bilinear resize is the
+        identity, bit for bit)."""
+        masks = upsample_to_model_frame(low_res, self.model.image_encoder.img_size, input_size)[:, None]
+        if tuple(input_size) == tuple(crop_size):
+            return masks[:, 0]
         return F.interpolate(masks, crop_size, mode="bilinear", align_corners=False)[:, 0]
 
     def _records(self, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -495,12 +676,3 @@ def _select(data: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
     for key, value in data.items():
         out[key] = value[keep] if isinstance(value, torch.Tensor) else [value[i] for i in indices]
     return out
-
-
-def _uncrop_rle(rle: RLE, crop_box: list[int], height: int, width: int) -> RLE:
-    x0, y0, x1, y1 = crop_box
-    if (x0, y0, x1, y1) == (0, 0, width, height):
-        return rle
-    full = np.zeros((height, width), dtype=bool)
-    full[y0:y1, x0:x1] = decode_rle(rle)
-    return encode_rle(full)

@@ -230,3 +230,117 @@ def test_vit_b_same_records_as_official():
     actual = MaskGenerator(ours, **params).generate(image)
     assert len(expected) >= 1
     assert_same_records(expected, actual)
+
+
+# --- large images: candidates judged on the model frame, masks built only for survivors -----------
+
+LARGE_CASES = [
+    pytest.param(
+        dict(points_per_side=4, pred_iou_thresh=0, stability_score_thresh=0, crop_n_layers=1),
+        10,
+        id="thresholds-0",
+    ),
+    pytest.param(
+        dict(
+            points_per_side=6,
+            pred_iou_thresh=0.5,
+            stability_score_thresh=0.5,
+            min_mask_region_area=100,
+            output_mode="coco_rle",
+        ),
+        2,
+        id="small-regions-coco",
+    ),
+]
+
+
+@pytest.mark.parametrize(("params", "at_least"), LARGE_CASES)
+def test_large_image_same_records_as_official(small_models, monkeypatch, params, at_least):
+    """640x480 is 2.5x the small model's input per side: the whole-image crop is judged on the
+    model frame (engine.automatic.upsampling), the layer-1 crops (402x322) at full resolution."""
+    from engine.automatic import generator as generator_module
+
+    official, ours = small_models
+    sa = reference("segment_anything")
+    judged = []
+    original = generator_module.threshold_stats
+    monkeypatch.setattr(
+        generator_module,
+        "threshold_stats",
+        lambda frame, *a: judged.append(len(frame)) or original(frame, *a),
+    )
+    image = scene(480, 640, seed=5)
+    expected = sa.SamAutomaticMaskGenerator(official, **params).generate(image)
+    actual = MaskGenerator(ours, **params).generate(image)
+    assert sum(judged) > 0
+    assert len(expected) >= at_least, "the test model gives too few masks to compare anything"
+    assert_same_records(expected, actual)
+
+
+def test_full_resolution_masks_are_built_only_for_survivors_in_bounded_chunks(small_models, monkeypatch):
+    """The streaming property: on a large image, crop-size logits (megabytes per mask) exist only
+    for the masks that survive NMS, a bounded chunk at a time, not for every candidate."""
+    _, ours = small_models
+    built = []
+    original = MaskGenerator._upsample
+
+    def counting(self, low_res, input_size, crop_size):
+        logits = original(self, low_res, input_size, crop_size)
+        built.append(logits.shape[0])
+        return logits
+
+    monkeypatch.setattr(MaskGenerator, "_upsample", counting)
+    height, width = 1200, 1600
+    bytes_per_mask = 4 * (256 * 256 + 2 * height * width) + height * width
+    generator = MaskGenerator(
+        ours,
+        points_per_side=8,
+        pred_iou_thresh=0,
+        stability_score_thresh=0,
+        max_chunk_bytes=4 * bytes_per_mask,
+    )
+    records = generator.generate(scene(height, width, seed=6))
+    candidates = 8 * 8 * 3
+    assert 3 <= len(records) < candidates // 2, "the case must have survivors and rejected candidates"
+    assert sum(built) == len(records)
+    assert max(built) <= 4
+
+
+def test_survivor_logits_over_the_budget_are_decoded_again(small_models, monkeypatch):
+    from engine.automatic import generator as generator_module
+
+    _, ours = small_models
+    image = scene(600, 800, seed=4)
+    params = dict(points_per_side=6, pred_iou_thresh=0, stability_score_thresh=0, points_per_batch=8)
+    stored = MaskGenerator(ours, **params).generate(image)
+    decodes = []
+    original = generator_module.decode_points
+    monkeypatch.setattr(generator_module, "decode_points", lambda *a: decodes.append(1) or original(*a))
+    decoded_again = MaskGenerator(ours, **params, max_stored_logits_bytes=0).generate(image)
+    batches = -(-36 // 8)
+    assert len(decodes) > batches
+    full_resolution = MaskGenerator(ours, **params, model_frame_stats_from=float("inf")).generate(image)
+    assert len(stored) >= 5
+    assert_same_records(stored, decoded_again)
+    assert_same_records(full_resolution, stored)
+
+
+def test_survivors_keep_logits_within_the_budget():
+    from engine.automatic.generator import _Survivors
+
+    survivors = _Survivors(budget=2 * 10 * 4 * 4 * 4)  # two batches of 10 masks of 4x4 float32
+    logits = {batch: torch.full((10, 4, 4), float(batch)) for batch in range(3)}
+    for batch in range(3):
+        rows = torch.arange(10)
+        survivors.add(batch, rows, logits[batch], torch.zeros((10, 4)), torch.zeros(10), torch.zeros((10, 2)))
+        assert survivors.stored_bytes <= survivors.budget
+    decoded = []
+
+    def decode_again(batch):
+        decoded.append(batch)
+        return torch.full((10, 4, 4), float(batch)), None, None
+
+    assert survivors.logits(0, [7, 2], lambda: decode_again(0)).eq(0.0).all()
+    assert survivors.logits(2, [1], lambda: decode_again(2)).eq(2.0).all()
+    assert decoded == [2]
+    assert survivors.stored_bytes == 10 * 4 * 4 * 4  # batch 1 still held, batch 0 released

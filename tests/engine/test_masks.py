@@ -9,6 +9,7 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
+import engine.masks
 from engine.masks import (
     batched_nms,
     box_xyxy_to_xywh,
@@ -23,6 +24,7 @@ from engine.masks import (
     rle_to_bbox,
     rle_to_uncompressed,
     stability_score,
+    uncrop_rle,
     validate_rle,
 )
 from tests.reference import STUBS
@@ -58,6 +60,20 @@ def test_encode_rle_batch_matches_single_and_decodes_back():
     assert encode_rle_batch(torch.zeros((0, 4, 4), dtype=torch.bool)) == []
     with pytest.raises(ValueError, match="3-D"):
         encode_rle_batch(torch.zeros((4, 4), dtype=torch.bool))
+
+
+def test_uncrop_rle_places_the_mask_in_the_image_frame():
+    crop = random_masks(1, 40, 28, seed=3)[0].numpy()
+    crop[0, 0] = crop[-1, -1] = True  # touching the crop's corners
+    image = np.zeros((70, 90), dtype=bool)
+    image[25:65, 50:78] = crop
+    assert uncrop_rle(encode_rle(crop), [50, 25, 78, 65], 70, 90) == encode_rle(image)
+    whole = encode_rle(image)
+    assert uncrop_rle(whole, [0, 0, 90, 70], 70, 90) == whole
+    with pytest.raises(ValueError, match="does not hold"):
+        uncrop_rle(encode_rle(crop), [50, 25, 78, 64], 70, 90)
+    with pytest.raises(ValueError, match="does not hold"):
+        uncrop_rle(encode_rle(crop), [70, 25, 98, 65], 70, 90)
 
 
 def test_uncompressed_rle_matches_pycocotools():
@@ -108,6 +124,9 @@ def test_nms_equals_brute_force(reference_boxes, seed):
         expected = reference_boxes.nms(boxes, scores, threshold)
         assert nms(boxes, scores, threshold).tolist() == expected.tolist()
         assert nms(boxes, scores, threshold, block=16).tolist() == expected.tolist()
+        with pytest.MonkeyPatch.context() as patch:  # blocks cut down by the pair budget
+            patch.setattr(engine.masks, "_NMS_PAIRS_PER_BLOCK", 3 * max(n, 1))
+            assert nms(boxes, scores, threshold).tolist() == expected.tolist()
     categories = torch.randint(0, 3, (n,), generator=gen)
     assert (
         batched_nms(boxes, scores, categories, 0.5).tolist()

@@ -1,0 +1,235 @@
+"""Candidate-mask statistics at full resolution without building full-resolution masks.
+
+segment_anything judges a candidate on its logits upsampled to the crop size: the stability score
+is the ratio of the pixel counts above ``threshold + offset`` and ``threshold - offset``, and the
+box of the pixels above ``threshold`` decides the crop-edge filter and NMS. On a 4000x3000 image
+that is 12 M pixels per candidate, for tens of thousands of candidates of which few survive.
+
+The last resize of ``Sam.postprocess_masks`` is a bilinear upscale from the model frame (h x w,
+at most 1024 per side) to the crop (H x W). Every output pixel is a blend, with non-negative
+weights, of the four model-frame values around it; the pixels that share the same four values
+form a *cell* (about H/h x W/w pixels). A cell whose four corners are all above a threshold is
+all above it, one with all four below is all below: only the cells on a mask's boundary need a
+closer look. There, along one output column, the value is linear in the output row (the row
+weight grows by the same step per row), so the rows above a threshold are a prefix or a suffix of
+the cell's rows whose length follows from one division. So the pixel counts and the box above any
+threshold come from the h x w model frame plus a few numbers per boundary column, exact in real
+arithmetic (float rounding can move a pixel whose value is within a few ulps of the threshold,
+far below the 1e-4 to which scores are compared). Only the masks that survive every filter are
+then upsampled for real.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AxisPlan:
+    """One axis of a bilinear resize (``align_corners=False``) from ``in_size`` to ``out_size``,
+    as pieces over the model-frame values padded by one copy of the first and last value.
+
+    Piece p (0 <= p <= in_size) holds the ``counts[p]`` consecutive output indices from
+    ``starts[p]`` that blend padded values p and p + 1, with weights ``lambda0[p] + k * step`` on
+    the second (k = 0, 1, ...). Piece 0 is where torch clamps the source position to the first
+    value, piece ``in_size`` where the next index is clamped to the last one: their two padded
+    values are equal, so the weights do not matter there."""
+
+    out_size: int
+    starts: torch.Tensor  # (in_size + 1,) int64
+    counts: torch.Tensor  # (in_size + 1,) int64
+    lambda0: torch.Tensor  # (in_size + 1,) float32
+    step: float
+
+
+def axis_plan(in_size: int, out_size: int) -> AxisPlan:
+    """With torch's source positions: (i + 0.5) * in/out - 0.5, clamped at 0; index
+    floor(position), weight position - index, next index clamped to the last."""
+    if in_size < 1 or out_size < 1:
+        raise ValueError(f"sizes must be positive, got {in_size} -> {out_size}")
+    step = in_size / out_size
+    position = (np.arange(out_size, dtype=np.float64) + 0.5) * step - 0.5
+    piece = np.where(position <= 0.0, 0, np.minimum(np.floor(position), in_size - 1).astype(np.int64) + 1)
+    counts = np.bincount(piece, minlength=in_size + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    lambda0 = np.zeros(in_size + 1, dtype=np.float64)
+    filled = np.flatnonzero(counts > 0)
+    inner = filled[filled > 0]
+    lambda0[inner] = position[starts[inner]] - (inner - 1)
+    return AxisPlan(
+        out_size=out_size,
+        starts=torch.as_tensor(starts, dtype=torch.int64),
+        counts=torch.as_tensor(counts, dtype=torch.int64),
+        lambda0=torch.as_tensor(lambda0, dtype=torch.float32),
+        step=step,
+    )
+
+
+def upsample_to_model_frame(
+    low_res: torch.Tensor, img_size: int, input_size: tuple[int, int]
+) -> torch.Tensor:
+    """(N, h, w) low-resolution logits → (N, input_h, input_w): the first resize of
+    ``Sam.postprocess_masks`` (to the padded square model frame) and the unpadding."""
+    masks = F.interpolate(low_res[:, None], (img_size, img_size), mode="bilinear", align_corners=False)
+    return masks[:, 0, : input_size[0], : input_size[1]]
+
+
+def threshold_stats(
+    frame: torch.Tensor,
+    rows: AxisPlan,
+    cols: AxisPlan,
+    thresholds: tuple[float, ...],
+    box_threshold: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel counts above each threshold, and the XYXY box (inclusive, as ``masks_to_boxes``) of
+    the pixels above ``box_threshold`` (one of ``thresholds``), of the masks that resizing
+    ``frame`` (N x h x w model-frame logits) by the plans ``rows`` and ``cols`` would give.
+
+    Returns (counts N x len(thresholds) int64, boxes N x 4 int64, [0, 0, 0, 0] for an empty mask).
+    """
+    _, height, width = frame.shape
+    if (rows.counts.shape[0], cols.counts.shape[0]) != (height + 1, width + 1):
+        raise ValueError(
+            f"plans for {rows.counts.shape[0] - 1} x {cols.counts.shape[0] - 1}, frame {height} x {width}"
+        )
+    if box_threshold not in thresholds:
+        raise ValueError("box_threshold must be one of thresholds")
+    plan = _CellPlan(rows, cols, frame.device)
+    corners = F.pad(frame[:, None], (1, 1, 1, 1), mode="replicate")[:, 0].contiguous()
+    # A cell all above the highest threshold is all above every threshold; one with no corner
+    # above the lowest is above none. Only the cells in between are worked out column by column.
+    full = _corner_reduce(corners > max(thresholds), torch.logical_and) & plan.nonempty
+    mixed = _corner_reduce(corners > min(thresholds), torch.logical_or) & plan.nonempty & ~full
+    per_row = full.to(torch.float32) @ plan.col_counts_f  # integer sums far below 2^24: exact
+    areas = (per_row.double() @ plan.row_counts_f.double())[None].repeat(len(thresholds), 1)
+    box = _full_cells_box(full, plan)
+    # Mixed cells in blocks, so that memory does not depend on how ragged the masks are.
+    cells = mixed.view(-1).nonzero().squeeze(1)
+    block = max(1, _COLUMNS_PER_BLOCK // plan.max_cols)
+    for start in range(0, cells.numel(), block):
+        columns = _MixedColumns(corners, cells[start : start + block], mixed.shape, plan)
+        for i, threshold in enumerate(thresholds):
+            above = columns.rows_above(threshold)  # B x K
+            # Per cell at most K x n rows, exact in float32.
+            areas[i].index_add_(0, columns.mask, above.sum(dim=1).double())
+            if threshold == box_threshold:
+                box = _extend_box(box, columns, above, plan)
+    left, top, right, bottom = box
+    boxes = torch.stack([left, top, right, bottom], dim=1)
+    boxes = torch.where((right >= 0)[:, None], boxes, torch.zeros((), dtype=boxes.dtype, device=boxes.device))
+    return areas.round().to(torch.int64).T.contiguous(), boxes
+
+
+# Columns of mixed cells worked on at once (about 10 float32 temporaries each).
+_COLUMNS_PER_BLOCK = 1 << 20
+
+
+def _corner_reduce(above: torch.Tensor, op) -> torch.Tensor:
+    """N x (h+2) x (w+2) → N x (h+1) x (w+1): ``op`` over each cell's four corners."""
+    return op(op(above[:, :-1, :-1], above[:, 1:, :-1]), op(above[:, :-1, 1:], above[:, 1:, 1:]))
+
+
+class _CellPlan:
+    """Both axes' plans as tensors on the device."""
+
+    def __init__(self, rows: AxisPlan, cols: AxisPlan, device: torch.device) -> None:
+        self.rows, self.cols = rows, cols
+        self.row_starts, self.row_counts = rows.starts.to(device), rows.counts.to(device)
+        self.col_starts, self.col_counts = cols.starts.to(device), cols.counts.to(device)
+        self.row_lambda0, self.col_lambda0 = rows.lambda0.to(device), cols.lambda0.to(device)
+        self.row_counts_f, self.col_counts_f = self.row_counts.float(), self.col_counts.float()
+        self.nonempty = (self.row_counts > 0)[:, None] & (self.col_counts > 0)[None, :]
+        self.max_cols = int(self.col_counts.max())
+
+
+class _MixedColumns:
+    """The output columns of the cells that are neither all above nor all below: B cells x K
+    columns (K = the most columns a cell has; the extra ones count no rows).
+
+    Along a column of a cell the value is linear in the row: value(j) = upper + (lambda0 + j *
+    step) * slope for the cell's rows j = 0..n-1, upper/lower being the cell's two model-frame
+    rows resized along x at that column and slope = lower - upper. Above t: j > kappa when the
+    slope rises, j < kappa otherwise, with kappa = ((t - upper) / slope - lambda0) / step. The
+    count is clamp(ceil(z), 0, n), z = offset + (upper - t) / (|slope| * step) where offset =
+    n - 1 + lambda0 / step (rising: z = n - 1 - kappa) or -lambda0 / step (falling: z = kappa).
+    A flat column divides by ~0: all rows when upper > t, none otherwise."""
+
+    def __init__(
+        self, corners: torch.Tensor, cell: torch.Tensor, cells_shape: torch.Size, plan: _CellPlan
+    ) -> None:
+        """``cell``: flat indices into the N x (h+1) x (w+1) cells."""
+        _, cell_rows, cell_cols = cells_shape
+        frame_cols = cell_cols + 1
+        self.mask = torch.div(cell, cell_rows * cell_cols, rounding_mode="floor")
+        within = cell - self.mask * (cell_rows * cell_cols)
+        r = torch.div(within, cell_cols, rounding_mode="floor")
+        c = within - r * cell_cols
+        self.r, self.c = r, c
+        flat = corners.view(-1)
+        top_left = self.mask * ((cell_rows + 1) * frame_cols) + r * frame_cols + c
+        c00, c01 = flat[top_left], flat[top_left + 1]
+        c10, c11 = flat[top_left + frame_cols], flat[top_left + frame_cols + 1]
+        col_lambda0 = plan.col_lambda0[c]
+        k = torch.arange(plan.max_cols, device=corners.device, dtype=torch.float32)[None, :]
+        # upper(k) = c00 + (lambda0 + k * step) * (c01 - c00), linear in k; same for lower.
+        upper_step, lower_step = (c01 - c00) * plan.cols.step, (c11 - c10) * plan.cols.step
+        upper0 = torch.addcmul(c00, col_lambda0, c01 - c00)
+        lower0 = torch.addcmul(c10, col_lambda0, c11 - c10)
+        upper = torch.addcmul(upper0[:, None], k, upper_step[:, None])
+        slope = torch.addcmul((lower0 - upper0)[:, None], k, (lower_step - upper_step)[:, None])
+        self.rising = slope > 0
+        inverse = slope.abs_().mul_(plan.rows.step).add_(1e-30).reciprocal_()
+        n_rows = plan.row_counts[r].to(torch.float32)[:, None]
+        lambda0 = plan.row_lambda0[r][:, None] / plan.rows.step
+        offset = torch.where(self.rising, n_rows - 1 + lambda0, -lambda0)
+        # z(t) = offset + (upper - t) * inverse = base - t * inverse.
+        self.base = torch.addcmul(offset, upper, inverse)
+        self.inverse = inverse
+        valid = k < plan.col_counts[c].to(torch.float32)[:, None]
+        self.limit = torch.where(valid, n_rows, 0.0)
+        self.n_rows = n_rows
+
+    def rows_above(self, threshold: float) -> torch.Tensor:
+        z = torch.add(self.base, self.inverse, alpha=-threshold)
+        z.ceil_().clamp_(min=0.0)
+        return torch.minimum(z, self.limit, out=z)
+
+
+def _full_cells_box(full: torch.Tensor, plan: _CellPlan) -> tuple[torch.Tensor, ...]:
+    """(left, top, right, bottom) per mask over its full cells; beyond the image where none."""
+    out_h, out_w = plan.rows.out_size, plan.cols.out_size
+    full_rows, full_cols = full.any(dim=2), full.any(dim=1)  # N x (h+1), N x (w+1)
+    left = torch.where(full_cols, plan.col_starts, out_w).amin(dim=1)
+    right = torch.where(full_cols, plan.col_starts + plan.col_counts - 1, -1).amax(dim=1)
+    top = torch.where(full_rows, plan.row_starts, out_h).amin(dim=1)
+    bottom = torch.where(full_rows, plan.row_starts + plan.row_counts - 1, -1).amax(dim=1)
+    return left, top, right, bottom
+
+
+def _extend_box(
+    box: tuple[torch.Tensor, ...], columns: _MixedColumns, above: torch.Tensor, plan: _CellPlan
+) -> tuple[torch.Tensor, ...]:
+    """Widen each mask's box by the rows above the threshold in its mixed cells' columns: the
+    last ``above`` rows of the cell when the slope rises, the first ones otherwise. A cell with
+    no such column gives values beyond the image (a huge minimum, a negative maximum), which the
+    reductions ignore."""
+    left, top, right, bottom = box
+    on = above > 0
+    big = float(2 * (plan.rows.out_size + plan.cols.out_size))
+    k = torch.arange(above.shape[1], device=above.device, dtype=torch.float32)
+    first_k = torch.where(on, k, big).amin(dim=1)
+    last_k = torch.where(on, k, -big).amax(dim=1)
+    top_offset = torch.where(on, torch.where(columns.rising, columns.n_rows - above, 0.0), big).amin(dim=1)
+    bottom_offset = torch.where(on, torch.where(columns.rising, columns.n_rows, above) - 1, -big).amax(dim=1)
+    col_start, row_start = plan.col_starts[columns.c], plan.row_starts[columns.r]
+    mask = columns.mask
+    return (
+        left.scatter_reduce(0, mask, col_start + first_k.to(torch.int64), "amin"),
+        top.scatter_reduce(0, mask, row_start + top_offset.to(torch.int64), "amin"),
+        right.scatter_reduce(0, mask, col_start + last_k.to(torch.int64), "amax"),
+        bottom.scatter_reduce(0, mask, row_start + bottom_offset.to(torch.int64), "amax"),
+    )
