@@ -104,12 +104,29 @@ logits_store = LogitsStore(
     per_user=LOGITS_PER_USER, ttl=_setting("MASKMILL_LOGITS_TTL", 3600), shared=shared_logits
 )
 
-# Clicks decoded in this process, a few at a time (MASKMILL_DECODE_CONCURRENCY, default 1), each
-# with every core torch is allowed: a click is ~20-40 ms of matrix products on a CPU, and decoding
-# several at once only makes them share the cores and the caches, so every one of them finishes
-# later. Queued in arrival order, the median click waits least. (No batching across requests:
-# different images share no work in the decoder.)
-_decode_gate = threading.BoundedSemaphore(max(1, int(_setting("MASKMILL_DECODE_CONCURRENCY", 1))))
+# Clicks are decoded on this process's decode thread(s) (MASKMILL_DECODE_CONCURRENCY, default 1),
+# in arrival order, each with every core torch may use: a click is ~20-40 ms of matrix products
+# on a CPU, and decoding several at once only makes them share the cores and the caches, so every
+# one of them finishes later. A dedicated thread, not a lock in the request threads, because
+# OpenMP keeps one thread team per calling thread: eight request threads each decoding would mean
+# eight teams spinning on two cores. (No batching across requests: different images share no
+# work in the decoder.)
+_decoder_pool = ThreadPoolExecutor(
+    max_workers=max(1, int(_setting("MASKMILL_DECODE_CONCURRENCY", 1))), thread_name_prefix="maskmill-decode"
+)
+
+
+def _decode_on_pool(*args: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """``decode_low_res(*args)`` on the decode thread → (low-res logits, scores, seconds queued)."""
+    submitted = time.perf_counter()
+
+    def job() -> tuple[np.ndarray, np.ndarray, float]:
+        waited = time.perf_counter() - submitted
+        low_res, scores = decode_low_res(*args)
+        return low_res, scores, waited
+
+    return _decoder_pool.submit(job).result()
+
 
 # Embeddings computed in this process, one at a time (the encoder uses every core by itself).
 _encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskmill-embed")
@@ -317,10 +334,8 @@ def predict(image: Image, user: AbstractBaseUser, data: Any) -> dict[str, Any]:
         if state is None:
             return {"state": PREPARING}
         model = predictor_for(model_version).model
-        with _decode_gate:
-            queued = time.perf_counter() - started
-            started = time.perf_counter()
-            low_res, scores = decode_low_res(model, state, prompts, mask_logits)
+        low_res, scores, queued = _decode_on_pool(model, state, prompts, mask_logits)
+        started += queued
         rles = rles_from_low_res(model, state, low_res)
         model_name, fallback = str(model_version), False
     decoded = time.perf_counter()
