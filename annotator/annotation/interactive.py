@@ -317,23 +317,21 @@ def decode_low_res(
     return low_res[0].float().numpy(), iou[0].float().numpy()
 
 
+def _upsampling(model: Any, state: DecodeState) -> dict[str, Any]:
+    """The sizes and threshold of SAM's postprocessing for this image and model."""
+    return {
+        "input_size": state.input_size,
+        "original_size": state.original_size,
+        "square": model.image_encoder.img_size,
+        "threshold": float(model.mask_threshold),
+    }
+
+
 def masks_from_low_res(model: Any, state: DecodeState, low_res: np.ndarray) -> np.ndarray:
     """(C, H, W) bool masks at image resolution, equal to the official postprocessing + threshold."""
-    return upsample_masks(
-        low_res,
-        state.input_size,
-        state.original_size,
-        square=model.image_encoder.img_size,
-        threshold=float(model.mask_threshold),
-    )
+    return upsample_masks(low_res, **_upsampling(model, state))
 
 
 def rles_from_low_res(model: Any, state: DecodeState, low_res: np.ndarray) -> list[dict]:
     """The COCO RLEs of ``masks_from_low_res`` without building row-major masks first."""
-    return upsample_masks_rle(
-        low_res,
-        state.input_size,
-        state.original_size,
-        square=model.image_encoder.img_size,
-        threshold=float(model.mask_threshold),
-    )
+    return upsample_masks_rle(low_res, **_upsampling(model, state))
