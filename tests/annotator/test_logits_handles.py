@@ -133,6 +133,20 @@ def test_a_failing_shared_store_costs_the_lookup_not_the_click(tmp_path):
     assert LogitsStore(shared=down).get(7, handle, image_id=5) is None
 
 
+def run_second_process(script: str, *args: str) -> dict[str, str]:
+    """Run ``script`` in a fresh Python process (nothing in memory) → its "key value" lines."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+
+
 SECOND_PROCESS = """
 import sys
 import numpy as np
@@ -151,16 +165,7 @@ def test_a_real_second_process_resolves_the_handle_and_answers_with_its_own(tmp_
     store = LogitsStore(shared=shared)
     entry = awkward_entry()
     handle = store.put(7, entry)
-    done = subprocess.run(
-        [sys.executable, "-c", SECOND_PROCESS, str(tmp_path / "logits"), handle],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert done.returncode == 0, done.stderr
-    lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    lines = run_second_process(SECOND_PROCESS, str(tmp_path / "logits"), handle)
     assert lines["found"] == f"{entry.low_res.tobytes().hex()[:64]} float32"
     assert lines["foreign"] == "None"
     theirs = store.get(7, lines["handle"], image_id=5)  # not in this process's memory

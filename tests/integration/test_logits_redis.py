@@ -5,23 +5,17 @@ number. Every test writes under its own key prefix and removes it afterwards."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from annotator.annotation.logits import LogitsEntry, LogitsStore, RedisLogits
-from tests.annotator.test_logits_handles import awkward_entry, same_bits
+from tests.annotator.test_logits_handles import awkward_entry, run_second_process, same_bits
 from tests.integration.services import REDIS_URL, gate, redis_unavailable
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -80,16 +74,7 @@ def test_a_real_second_process_resolves_the_handle_through_redis(redis_logits):
     store = LogitsStore(shared=redis_logits)
     entry = awkward_entry()
     handle = store.put(7, entry)
-    done = subprocess.run(
-        [sys.executable, "-c", SECOND_PROCESS, REDIS_URL, redis_logits.prefix, handle],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert done.returncode == 0, done.stderr
-    lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    lines = run_second_process(SECOND_PROCESS, REDIS_URL, redis_logits.prefix, handle)
     assert lines["found"] == f"{entry.low_res.tobytes().hex()[:64]} float32"
     theirs = store.get(7, lines["handle"], image_id=5)
     assert theirs is not None
