@@ -305,7 +305,7 @@ def http_run(env, setup, args, think_ms: float) -> dict:
 
 def in_process_sam(model_info: dict, var: Path, repeats: int) -> dict:
     """Our decoding path vs the official SamPredictor.predict on the same weights and embedding."""
-    from annotator.annotation.interactive import DecodeState, Prompts, decode_low_res, rles_from_low_res
+    from annotator.annotation.interactive import Prompts, decode_low_res, decode_state_for, rles_from_low_res
     from engine.sam import build_sam
     from tests.reference import reference
 
@@ -318,7 +318,7 @@ def in_process_sam(model_info: dict, var: Path, repeats: int) -> dict:
     stored = next((var / "sam").rglob("embeddings/**/*.npy"))  # the server's cached embedding
     features = load_embedding(stored)
     input_size = preprocess_shape(HEIGHT, WIDTH, ours.image_encoder.img_size)
-    state = DecodeState(features=features, original_size=(HEIGHT, WIDTH), input_size=input_size)
+    state = decode_state_for(ours, features, (HEIGHT, WIDTH), input_size)  # as the server's cache holds it
     sam_predictor = reference("segment_anything").SamPredictor(official)
     sam_predictor.reset_image()
     sam_predictor.features = features
@@ -330,6 +330,10 @@ def in_process_sam(model_info: dict, var: Path, repeats: int) -> dict:
     label = np.array([1])
     prompts = Prompts(point, label, None, None, None, True)
 
+    refine = Prompts(np.array([[400.0, 300.0], [520.0, 330.0]]), np.array([1, 0]), None, None, None, False)
+    previous, _ = decode_low_res(ours, state, prompts, None)
+    previous = previous[:1]
+
     def ours_once() -> None:
         low_res, _ = decode_low_res(ours, state, prompts, None)
         rles_from_low_res(ours, state, low_res)
@@ -337,11 +341,20 @@ def in_process_sam(model_info: dict, var: Path, repeats: int) -> dict:
     def decoder_only() -> None:
         decode_low_res(ours, state, prompts, None)
 
+    def refine_once() -> None:
+        low_res, _ = decode_low_res(ours, state, refine, previous)
+        rles_from_low_res(ours, state, low_res)
+
     def official_once() -> None:
         sam_predictor.predict(point_coords=point, point_labels=label, multimask_output=True)
 
     figures = {}
-    for name, fn in (("ours", ours_once), ("decoder", decoder_only), ("official", official_once)):
+    for name, fn in (
+        ("ours", ours_once),
+        ("decoder", decoder_only),
+        ("refine", refine_once),
+        ("official", official_once),
+    ):
         fn()
         times = []
         for _ in range(repeats):
@@ -394,6 +407,9 @@ def main() -> None:
 
     import torch
 
+    from engine.runtime import tune_malloc
+
+    tune_malloc()  # as in the server, which tunes it when it loads the model
     torch.set_num_threads(args.torch_threads)  # this script's own in-process figures, like the server
     rows = []
     with tempfile.TemporaryDirectory(prefix="maskmill-bench-") as tmp:
@@ -438,7 +454,8 @@ def main() -> None:
     print(f"In-process, one click (1024x768, multimask, medians of {args.repeats}):")
     print(
         f"  ours: prompt+mask decoder {in_sam['decoder']:.1f} ms; "
-        f"+ masks at image size + RLE = {in_sam['ours']:.1f} ms"
+        f"+ masks at image size + RLE = {in_sam['ours']:.1f} ms; a refinement click (2 points + the "
+        f"previous logits, one mask, with RLE) {in_sam['refine']:.1f} ms"
     )
     print(f"  official SamPredictor.predict (same weights, same embedding): {in_sam['official']:.1f} ms "
           f"(ours is {in_sam['official'] / in_sam['ours']:.1f}x faster)")  # fmt: skip

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from engine.images import check_image_array
+from engine.sam import prepared
 from engine.transforms import ResizeLongestSide, preprocess_shape
 
 VALID_LABELS = (-1, 0, 1)  # -1: padding ("not a point"), 0: background, 1: foreground
@@ -151,14 +152,22 @@ class Predictor:
         if not self.is_image_set:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
         points = (point_coords, point_labels) if point_coords is not None else None
-        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res, scores = self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self.dense_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )
+        if self._prepared is None and prepared.supports(self.model):
+            self._prepared = prepared.prepare_image(self.model, self.features)
+        if self._prepared is not None:
+            sparse, _ = self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
+            low_res, scores = prepared.decode(
+                self.model, self._prepared, sparse, mask_input, multimask_output
+            )
+        else:
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+            low_res, scores = self.model.mask_decoder(
+                image_embeddings=self.features,
+                image_pe=self.dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold
@@ -187,6 +196,9 @@ class Predictor:
     def reset_image(self) -> None:
         self.is_image_set = False
         self.features: torch.Tensor | None = None
+        # The decoder's image side for engine.sam models, built on the first prompt (a few ms) and
+        # reused by every later one.
+        self._prepared: prepared.PreparedImage | None = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
         self.orig_h = self.orig_w = self.input_h = self.input_w = None

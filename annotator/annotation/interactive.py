@@ -223,15 +223,30 @@ class LruCache(Generic[K, V]):
 
 @dataclass(frozen=True)
 class DecodeState:
-    """An image ready for the mask decoder: its embedding and the two sizes the prompts need."""
+    """An image ready for the mask decoder: its embedding, the two sizes the prompts need and,
+    for engine.sam models, the embedding's share of the decoder done once (``prepared``, built by
+    ``decode_state_for``)."""
 
     features: Any  # torch.Tensor (1, C, h, w) float32
     original_size: tuple[int, int]
     input_size: tuple[int, int]
+    prepared: Any = None  # engine.sam.prepared.PreparedImage
 
     @property
     def nbytes(self) -> int:
-        return int(self.features.numel() * self.features.element_size())
+        prepared = 0 if self.prepared is None else self.prepared.nbytes
+        return int(self.features.numel() * self.features.element_size()) + prepared
+
+
+def decode_state_for(
+    model: Any, features: Any, original_size: tuple[int, int], input_size: tuple[int, int]
+) -> DecodeState:
+    """A DecodeState with the image side of the decoder prepared (a few ms, once per image) when
+    the model supports it."""
+    from engine.sam import prepared
+
+    ready = prepared.prepare_image(model, features) if prepared.supports(model) else None
+    return DecodeState(features=features, original_size=original_size, input_size=input_size, prepared=ready)
 
 
 @dataclass
@@ -306,14 +321,20 @@ def decode_low_res(
         masks = None
         if mask_logits is not None:
             masks = torch.as_tensor(mask_logits, dtype=torch.float, device=device)[None]
-        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
-        low_res, iou = model.mask_decoder(
-            image_embeddings=state.features,
-            image_pe=dense_pe(model),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=prompts.multimask,
-        )
+        if state.prepared is not None:
+            from engine.sam import prepared
+
+            sparse, _ = model.prompt_encoder(points=points, boxes=boxes, masks=None)
+            low_res, iou = prepared.decode(model, state.prepared, sparse, masks, prompts.multimask)
+        else:
+            sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+            low_res, iou = model.mask_decoder(
+                image_embeddings=state.features,
+                image_pe=dense_pe(model),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=prompts.multimask,
+            )
     return low_res[0].float().numpy(), iou[0].float().numpy()
 
 

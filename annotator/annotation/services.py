@@ -34,6 +34,7 @@ from annotator.annotation.interactive import (
     PromptError,
     Prompts,
     decode_low_res,
+    decode_state_for,
     parse_prompts,
     rles_from_low_res,
     select_logits,
@@ -178,9 +179,10 @@ def _load_stored(image: Image, model_version: ModelVersion) -> DecodeState | Non
         row.delete()
         return None
     original = (int(image.height), int(image.width))
-    expected_input = preprocess_shape(*original, predictor_for(model_version).model.image_encoder.img_size)
+    model = predictor_for(model_version).model
+    expected_input = preprocess_shape(*original, model.image_encoder.img_size)
     input_size = tuple(int(v) for v in row.input_size) if row.input_size else expected_input
-    return DecodeState(features=features, original_size=original, input_size=input_size)
+    return decode_state_for(model, features, original, input_size)
 
 
 def start_embedding(image_id: int, model_version_id: int) -> bool:

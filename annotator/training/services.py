@@ -91,7 +91,10 @@ def predictor_for(model_version: ModelVersion) -> Any:
         predictor = _predictors.get(model_version.pk)
         if predictor is None:
             from engine.predictor import Predictor
+            from engine.runtime import tune_malloc
             from engine.sam import build_sam, with_precision
+
+            tune_malloc()  # this process decodes: keep the decoder's temporaries' pages mapped
 
             precision = settings.MASKMILL_ENCODER_PRECISION
             log.info(

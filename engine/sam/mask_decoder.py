@@ -57,11 +57,9 @@ class MaskDecoder(nn.Module):
         multimask_output: bool,
     ) -> tuple[Tensor, Tensor]:
         """Low-res mask logits (B, C, 4h, 4w) and IoU predictions (B, C); C = 3 or 1."""
-        masks, iou_pred = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        return self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output
         )
-        selected = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, selected], iou_pred[:, selected]
 
     def predict_masks(
         self,
@@ -69,29 +67,42 @@ class MaskDecoder(nn.Module):
         image_pe: Tensor,
         sparse_prompt_embeddings: Tensor,
         dense_prompt_embeddings: Tensor,
+        multimask_output: bool | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """All mask-token outputs, unselected. One image embedding serves a whole prompt batch."""
-        batch = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
-        tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
-
+        """The selected mask-token outputs (all of them for None). One image embedding serves a
+        whole prompt batch."""
+        tokens = self.output_tokens(sparse_prompt_embeddings)
         # Broadcasting adds the image embedding to each prompt's dense embedding without first
         # copying the embedding once per prompt; the positional encoding stays a single copy.
         src = image_embeddings + dense_prompt_embeddings
-        if src.shape[0] != batch:
-            src = src.expand(batch, -1, -1, -1)
+        if src.shape[0] != tokens.shape[0]:
+            src = src.expand(tokens.shape[0], -1, -1, -1)
         h, w = src.shape[-2:]
-
         hs, src = self.transformer(src, image_pe, tokens)
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        return self.heads(hs, src, h, w, multimask_output)
 
+    def output_tokens(self, sparse_prompt_embeddings: Tensor) -> Tensor:
+        """The IoU token and mask tokens followed by each prompt's sparse tokens: (B, 1+M+N, C)."""
+        batch = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
+        return torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
+
+    def heads(
+        self, hs: Tensor, src: Tensor, h: int, w: int, multimask_output: bool | None
+    ) -> tuple[Tensor, Tensor]:
+        """Transformer outputs → (masks, IoUs): the multimask ones (tokens 1..), the single one
+        (token 0), or all (None). Only the selected masks are upscaled."""
+        selected = range(self.num_mask_tokens)
+        if multimask_output is not None:
+            selected = range(1, self.num_mask_tokens) if multimask_output else range(0, 1)
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
         hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+            [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in selected], dim=1
         )
         masks = upscale_and_project(self.output_upscaling, src, hyper_in, h, w)
-        return masks, self.iou_prediction_head(iou_token_out)
+        iou_pred = self.iou_prediction_head(hs[:, 0, :])
+        return masks, iou_pred[:, selected.start : selected.stop]
 
 
 # Prompts upscaled together: ~12 MB of intermediate features each, so a chunk stays cache-sized.

@@ -204,10 +204,16 @@ class TwoWayTransformer(nn.Module):
         # memory in order (free when the caller already holds channels_last tensors).
         keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
         key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
-        queries = point_embedding
-        for index, layer in enumerate(self.layers):
-            # From the second layer on, keys are this forward's own temporaries.
-            queries, keys = layer(queries, keys, point_embedding, key_pe, keys_owned=index > 0)
+        return self.run_layers(point_embedding, keys, point_embedding, key_pe, start=0)
+
+    def run_layers(
+        self, queries: Tensor, keys: Tensor, point_embedding: Tensor, key_pe: Tensor, start: int
+    ) -> tuple[Tensor, Tensor]:
+        """Layers ``start``.. and the final token→image attention on channels-last (B or 1, h·w, C)
+        image tokens ``keys``; those are this call's own temporaries from the second layer on
+        (``engine.sam.prepared`` runs the first layer itself and enters at 1)."""
+        for index in range(start, len(self.layers)):
+            queries, keys = self.layers[index](queries, keys, point_embedding, key_pe, keys_owned=index > 0)
         attn_out = self.final_attn_token_to_image.attend_to_many(
             queries + point_embedding, keys + key_pe, keys
         )
