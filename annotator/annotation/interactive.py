@@ -227,15 +227,17 @@ class DecodeState:
     for engine.sam models, the embedding's share of the decoder done once (``prepared``, built by
     ``decode_state_for``)."""
 
-    features: Any  # torch.Tensor (1, C, h, w) float32
+    features: Any  # torch.Tensor (1, C, h, w) float32; None once ``prepared`` holds the image
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     prepared: Any = None  # engine.sam.prepared.PreparedImage
 
     @property
     def nbytes(self) -> int:
-        prepared = 0 if self.prepared is None else self.prepared.nbytes
-        return int(self.features.numel() * self.features.element_size()) + prepared
+        total = 0 if self.prepared is None else self.prepared.nbytes
+        if self.features is not None:
+            total += self.features.numel() * self.features.element_size()
+        return int(total)
 
 
 def decode_state_for(
@@ -245,8 +247,10 @@ def decode_state_for(
     the model supports it."""
     from engine.sam import prepared
 
-    ready = prepared.prepare_image(model, features) if prepared.supports(model) else None
-    return DecodeState(features=features, original_size=original_size, input_size=input_size, prepared=ready)
+    if not prepared.supports(model):
+        return DecodeState(features=features, original_size=original_size, input_size=input_size)
+    ready = prepared.prepare_image(model, features)  # holds what decoding needs of the embedding
+    return DecodeState(features=None, original_size=original_size, input_size=input_size, prepared=ready)
 
 
 @dataclass

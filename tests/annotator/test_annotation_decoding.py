@@ -17,6 +17,7 @@ from annotator.annotation.interactive import (
     LruCache,
     Prompts,
     decode_low_res,
+    decode_state_for,
     masks_from_low_res,
 )
 from annotator.annotation.lowres import mask_to_low_res_logits, upsample_masks, upsample_masks_rle
@@ -132,8 +133,10 @@ def _load_official_pair(config: dict, seed: int = 0):
 
 
 @pytest.mark.reference
-def test_decoding_a_cached_embedding_equals_the_official_predictor():
-    pytest.importorskip("engine.predictor", reason="engine.predictor arrives with the sam branch")
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "plain"])
+def test_decoding_a_cached_embedding_equals_the_official_predictor(prepared):
+    """Both states the web cache can hold: the prepared image side (engine.sam models) and the
+    plain embedding (any other model)."""
     from tests.reference_models import SMALL_CONFIG
 
     model, predictor, official = _load_official_pair(SMALL_CONFIG)
@@ -141,9 +144,12 @@ def test_decoding_a_cached_embedding_equals_the_official_predictor():
     image = rng.integers(0, 256, size=(150, 200, 3), dtype=np.uint8)
     official.set_image(image)
     predictor.set_image(image)
-    state = DecodeState(
-        features=predictor.get_image_embedding(), original_size=(150, 200), input_size=predictor.input_size
-    )
+    features = predictor.get_image_embedding()
+    if prepared:
+        state = decode_state_for(model, features, (150, 200), predictor.input_size)
+        assert state.prepared is not None and state.features is None
+    else:
+        state = DecodeState(features=features, original_size=(150, 200), input_size=predictor.input_size)
     cases = [
         Prompts(np.array([[100.0, 70.0]]), np.array([1]), None, None, None, True),
         Prompts(np.array([[100.0, 70.0], [20.0, 30.0]]), np.array([1, 0]), np.array([40.0, 30, 160, 120]),
