@@ -67,8 +67,11 @@ def upsample_masks_rle(
     cropped = squared.reshape(square, square, -1)[:in_w, :in_h]
     if (in_w, in_h) != (width, height):
         cropped = cv2.resize(np.ascontiguousarray(cropped), (height, width), interpolation=cv2.INTER_LINEAR)
-    column_major = np.ascontiguousarray((cropped.reshape(width, height, -1) > threshold).transpose(2, 0, 1))
-    encoded = mask_utils.encode(column_major.view(np.uint8).transpose(2, 1, 0))  # (H, W, C) Fortran
+    above = np.greater(cropped.reshape(width, height, -1), threshold)  # (W, H, C), channels interleaved
+    # One contiguous (W, H) plane per mask, which read transposed is the (H, W) Fortran array COCO
+    # encodes; cv2.split de-interleaves bytes several times faster than a strided numpy copy.
+    planes = cv2.split(above.view(np.uint8)) if above.shape[2] > 1 else (above[..., 0].view(np.uint8),)
+    encoded = [mask_utils.encode(plane.T[:, :, None])[0] for plane in planes]
     return [{"size": [height, width], "counts": r["counts"].decode("ascii")} for r in encoded]
 
 

@@ -54,17 +54,18 @@ def test_upsampling_equals_torch_postprocessing(size, channels):
 
 
 @pytest.mark.parametrize("size", [(768, 1024), (1024, 768), (333, 517), (1, 9), (600, 800)])
-def test_rle_upsampling_equals_the_masks_encoded(size):
+@pytest.mark.parametrize("channels", [1, 3])
+def test_rle_upsampling_equals_the_masks_encoded(size, channels):
     """The column-major shortcut gives the RLEs of ``upsample_masks``' masks."""
     from engine.masks import decode_rle
 
     rng = np.random.default_rng(size[1])
-    smooth = F.avg_pool2d(torch.from_numpy(rng.normal(size=(3, 256, 256)).astype(np.float32))[None], 9, 1, 4)
-    low_res = (smooth[0].numpy() * 30 - 0.5).astype(np.float32)
+    noise = torch.from_numpy(rng.normal(size=(channels, 256, 256)).astype(np.float32))[None]
+    low_res = (F.avg_pool2d(noise, 9, 1, 4)[0].numpy() * 30 - 0.5).astype(np.float32)
     input_size = preprocess_shape(*size, 1024)
     masks = upsample_masks(low_res, input_size, size)
     rles = upsample_masks_rle(low_res, input_size, size)
-    assert [r["size"] for r in rles] == [list(size)] * 3
+    assert [r["size"] for r in rles] == [list(size)] * channels
     decoded = np.stack([decode_rle(r) for r in rles])
     reference = torch_postprocess(low_res, input_size, size)
     differ = decoded != masks
