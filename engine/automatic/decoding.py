@@ -24,6 +24,7 @@ import weakref
 import torch
 
 from engine.sam.mask_decoder import upscale_and_project
+from engine.sam.transformer import TwoWayTransformer
 
 _FAST_OK: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
 
@@ -70,7 +71,15 @@ def _decode_shared(decoder, features, image_pe, sparse, dense, pred_iou_thresh=0
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
     tokens = torch.cat([output_tokens[None].expand(batch, -1, -1), sparse], dim=1)
     src = features + dense[:1]
-    hs, src = decoder.transformer(src, image_pe, tokens)
+    # Only the multimask tokens (1..) are read, so the single-mask token skips the final attention
+    # (engine.sam's transformer) and its hypernetwork. hs rows: the IoU token, then those tokens.
+    selected = range(1, decoder.num_mask_tokens)
+    rows = [0, *(1 + i for i in selected)]
+    if isinstance(decoder.transformer, TwoWayTransformer):
+        hs, src = decoder.transformer(src, image_pe, tokens, rows=rows)
+    else:
+        hs, src = decoder.transformer(src, image_pe, tokens)
+        hs = hs[:, rows]
     iou_pred = decoder.iou_prediction_head(hs[:, 0, :])[:, 1:]
     rows = _rows_to_upscale(iou_pred, pred_iou_thresh)
     height, width = features.shape[-2:]
@@ -79,11 +88,8 @@ def _decode_shared(decoder, features, image_pe, sparse, dense, pred_iou_thresh=0
         return features.new_zeros((0, decoder.num_mask_tokens - 1, *side)), iou_pred, rows
     if len(rows) < batch:
         hs, src = hs[rows], src[rows]
-    # Only the multimask tokens (1..) are kept, so the single-mask token's hypernetwork is skipped.
-    mask_tokens_out = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
     hyper_in = torch.stack(
-        [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps) if i > 0],
-        dim=1,
+        [decoder.output_hypernetworks_mlps[i](hs[:, 1 + j, :]) for j, i in enumerate(selected)], dim=1
     )
     masks = upscale_and_project(decoder.output_upscaling, src, hyper_in, height, width)
     return masks, iou_pred, rows

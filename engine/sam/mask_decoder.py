@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.sam.common import MLP, LayerNorm2d
+from engine.sam.transformer import TwoWayTransformer
 
 
 class MaskDecoder(nn.Module):
@@ -78,8 +79,13 @@ class MaskDecoder(nn.Module):
         if src.shape[0] != tokens.shape[0]:
             src = src.expand(tokens.shape[0], -1, -1, -1)
         h, w = src.shape[-2:]
-        hs, src = self.transformer(src, image_pe, tokens)
-        return self.heads(hs, src, h, w, multimask_output)
+        selected = self.selected_masks(multimask_output)
+        if isinstance(self.transformer, TwoWayTransformer):
+            hs, src = self.transformer(src, image_pe, tokens, rows=self.output_rows(selected))
+        else:  # another transformer module: all rows, then the used ones
+            hs, src = self.transformer(src, image_pe, tokens)
+            hs = hs[:, self.output_rows(selected)]
+        return self.heads(hs, src, h, w, selected)
 
     def output_tokens(self, sparse_prompt_embeddings: Tensor) -> Tensor:
         """The IoU token and mask tokens followed by each prompt's sparse tokens: (B, 1+M+N, C)."""
@@ -88,17 +94,24 @@ class MaskDecoder(nn.Module):
         output_tokens = output_tokens.unsqueeze(0).expand(batch, -1, -1)
         return torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
 
-    def heads(
-        self, hs: Tensor, src: Tensor, h: int, w: int, multimask_output: bool | None
-    ) -> tuple[Tensor, Tensor]:
-        """Transformer outputs → (masks, IoUs): the multimask ones (tokens 1..), the single one
-        (token 0), or all (None). Only the selected masks are upscaled."""
-        selected = range(self.num_mask_tokens)
-        if multimask_output is not None:
-            selected = range(1, self.num_mask_tokens) if multimask_output else range(0, 1)
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+    def selected_masks(self, multimask_output: bool | None) -> range:
+        """The mask tokens returned: the multimask ones (1..), the single one (0), or all (None)."""
+        if multimask_output is None:
+            return range(self.num_mask_tokens)
+        return range(1, self.num_mask_tokens) if multimask_output else range(0, 1)
+
+    @staticmethod
+    def output_rows(selected: range) -> list[int]:
+        """Rows of the transformer's token outputs the heads read: the IoU token and the selected
+        mask tokens. The final token→image attention treats rows independently, so it only runs
+        for these (4 of 7 rows for one click with multimask, 2 without)."""
+        return [0, *(1 + i for i in selected)]
+
+    def heads(self, hs: Tensor, src: Tensor, h: int, w: int, selected: range) -> tuple[Tensor, Tensor]:
+        """``hs`` (B, 1 + len(selected), C), the ``output_rows`` of the transformer's tokens, and
+        its image tokens → (masks, IoUs) of the selected mask tokens; only those are upscaled."""
         hyper_in = torch.stack(
-            [self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in selected], dim=1
+            [self.output_hypernetworks_mlps[i](hs[:, 1 + j, :]) for j, i in enumerate(selected)], dim=1
         )
         masks = upscale_and_project(self.output_upscaling, src, hyper_in, h, w)
         iou_pred = self.iou_prediction_head(hs[:, 0, :])

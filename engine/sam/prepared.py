@@ -219,9 +219,11 @@ def decode(
     queries, keys_out = _first_layer_forward(
         transformer.layers[0], tokens, image_tokens, keys, values, queries_img, owned
     )
-    hs, src = transformer.run_layers(queries, keys_out, tokens, consts.pe_last, start=1)
+    selected = decoder.selected_masks(multimask_output)
+    rows = decoder.output_rows(selected)
+    hs, src = transformer.run_layers(queries, keys_out, tokens, consts.pe_last, start=1, rows=rows)
     h, w = prepared.grid
-    low_res, iou = decoder.heads(hs, src, h, w, multimask_output)
+    low_res, iou = decoder.heads(hs, src, h, w, selected)
     assert low_res.shape[0] == batch
     return low_res, iou
 

@@ -196,24 +196,38 @@ class TwoWayTransformer(nn.Module):
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
     def forward(
-        self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor
+        self,
+        image_embedding: Tensor,
+        image_pe: Tensor,
+        point_embedding: Tensor,
+        rows: list[int] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """image_embedding (1 or B, C, h, w), image_pe (1 or B, C, h, w), point_embedding (B, N, C)
-        → processed tokens (B, N, C) and image tokens (B, h·w, C)."""
+        → processed tokens (B, N, C), or only the token ``rows`` the caller reads, and image tokens
+        (B, h·w, C)."""
         # Channels-last tokens, contiguous: every later elementwise op and product then streams
         # memory in order (free when the caller already holds channels_last tensors).
         keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
         key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
-        return self.run_layers(point_embedding, keys, point_embedding, key_pe, start=0)
+        return self.run_layers(point_embedding, keys, point_embedding, key_pe, start=0, rows=rows)
 
     def run_layers(
-        self, queries: Tensor, keys: Tensor, point_embedding: Tensor, key_pe: Tensor, start: int
+        self,
+        queries: Tensor,
+        keys: Tensor,
+        point_embedding: Tensor,
+        key_pe: Tensor,
+        start: int,
+        rows: list[int] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Layers ``start``.. and the final token→image attention on channels-last (B or 1, h·w, C)
         image tokens ``keys``; those are this call's own temporaries from the second layer on
-        (``engine.sam.prepared`` runs the first layer itself and enters at 1)."""
+        (``engine.sam.prepared`` runs the first layer itself and enters at 1). The final attention
+        lets each token attend to the image on its own, so it runs only for ``rows`` when given."""
         for index in range(start, len(self.layers)):
             queries, keys = self.layers[index](queries, keys, point_embedding, key_pe, keys_owned=index > 0)
+        if rows is not None:
+            queries, point_embedding = queries[:, rows], point_embedding[:, rows]
         attn_out = self.final_attn_token_to_image.attend_to_many(
             queries + point_embedding, keys + key_pe, keys
         )
