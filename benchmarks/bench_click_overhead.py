@@ -8,7 +8,7 @@ connections), on a throw-away installation: a SQLite file (as in the embedded se
 annotator holding the image's lease, its embedding computed up front. Clicks refine: every one
 after the first sends the previous logits handle back, as the annotation page does.
 
-    python benchmarks/bench_click_overhead.py [--clicks 200] [--conn-max-age N]
+    python benchmarks/bench_click_overhead.py [--clicks 200] [--conn-max-age N] [--auth token|session]
 
 Prints a table; nothing is asserted. ``--conn-max-age`` sets DATABASE_CONN_MAX_AGE (unset: the
 settings' default).
@@ -58,11 +58,15 @@ def configure(var: Path, conn_max_age: int | None) -> None:
         os.environ["DATABASE_CONN_MAX_AGE"] = str(conn_max_age)
 
 
-def install() -> tuple[int, str]:
-    """Migrate; a project, an annotator with a token holding one image's lease; (image id, token)."""
+def install(auth: str) -> tuple[int, dict[str, str]]:
+    """Migrate; a project, an annotator holding one image's lease; (image id, the WSGI headers that
+    authenticate them: a token as API clients send, or the session cookie and CSRF token the
+    annotation page sends)."""
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.core.management import call_command
+    from django.test import Client
     from rest_framework.authtoken.models import Token
 
     from annotator.annotation import services
@@ -81,7 +85,16 @@ def install() -> tuple[int, str]:
     image = ingest_files(project, [upload], None).created[0]
     ensure_embedding(image.pk)
     services.open_image(image, annotator)
-    return image.pk, Token.objects.create(user=annotator).key
+    if auth == "token":
+        return image.pk, {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=annotator).key}"}
+    browser = Client()
+    browser.force_login(annotator)
+    csrf = "c" * 32
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    return image.pk, {
+        "HTTP_COOKIE": f"{cookie}; {settings.CSRF_COOKIE_NAME}={csrf}",
+        "HTTP_X_CSRFTOKEN": csrf,
+    }
 
 
 class Wsgi:
@@ -89,10 +102,10 @@ class Wsgi:
     test client skips the close_old_connections of request_started/finished, so it would never
     show what opening a connection per request costs)."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, headers: dict[str, str]) -> None:
         from django.core.handlers.wsgi import WSGIHandler
 
-        self.handler, self.token = WSGIHandler(), token
+        self.handler, self.headers = WSGIHandler(), headers
 
     def post(self, path: str, body: dict | None = None) -> tuple[int, dict]:
         data = json.dumps(body or {}).encode()
@@ -102,7 +115,7 @@ class Wsgi:
             "QUERY_STRING": "",
             "CONTENT_TYPE": "application/json",
             "CONTENT_LENGTH": str(len(data)),
-            "HTTP_AUTHORIZATION": f"Token {self.token}",
+            **self.headers,
             "HTTP_HOST": "127.0.0.1",
             "SERVER_NAME": "127.0.0.1",
             "SERVER_PORT": "80",
@@ -124,12 +137,12 @@ class Wsgi:
         return int(status[0].split()[0]), json.loads(content or b"{}")
 
 
-def run(clicks: int) -> dict:
+def run(clicks: int, auth: str) -> dict:
     from django.db import connection
     from django.db.backends.signals import connection_created
 
-    image_id, token = install()
-    client = Wsgi(token)
+    image_id, headers = install(auth)
+    client = Wsgi(headers)
     url = f"/api/images/{image_id}/predict"
     counts = {"queries": 0, "connections": 0}
     last_sql: list[str] = []
@@ -201,6 +214,9 @@ def main() -> None:
     parser.add_argument(
         "--conn-max-age", type=int, default=None, help="DATABASE_CONN_MAX_AGE (default: settings)"
     )
+    parser.add_argument(
+        "--auth", choices=("token", "session"), default="token", help="API token or the page's session"
+    )
     parser.add_argument("--show-queries", action="store_true", help="print the SQL of the last click")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="maskmill-overhead-") as folder:
@@ -210,8 +226,9 @@ def main() -> None:
         django.setup()
         from django.conf import settings
 
-        result = run(args.clicks)
+        result = run(args.clicks, args.auth)
         result["conn_max_age"] = settings.DATABASES["default"]["CONN_MAX_AGE"]
+        result["auth"] = args.auth
     statements = result.pop("last_click_sql")
     width = max(len(k) for k in result)
     for key, value in result.items():
