@@ -1,14 +1,16 @@
 """What one click on ``POST /api/images/{id}/predict`` costs besides decoding: SQL queries,
 database connections opened, and request time minus the decoder's own ``Server-Timing``.
 
-Runs in one process with Django's test client going through the whole WSGI handler (middleware,
-token authentication, the request_started/finished signals that open and close database
-connections), on a throw-away installation: a SQLite file (as in the embedded setup), a tiny
-``custom`` SAM with seeded weights (decoding is a few ms, so the overhead is visible), one
-annotator holding the image's lease, its embedding computed up front. Clicks refine: every one
-after the first sends the previous logits handle back, as the annotation page does.
+Runs in one process, each request through Django's whole WSGI handler (middleware,
+authentication, the request_started/finished signals that open and close database connections),
+on a throw-away installation: a SQLite file (as in the embedded setup) or a fresh PostgreSQL
+database (``--postgres``, dropped afterwards), a tiny ``custom`` SAM with seeded weights (decoding
+is a few ms, so the overhead is visible), one annotator holding the image's lease, its embedding
+computed up front. Clicks refine: every one after the first sends the previous logits handle back,
+as the annotation page does.
 
     python benchmarks/bench_click_overhead.py [--clicks 200] [--conn-max-age N] [--auth token|session]
+        [--postgres postgres://postgres@127.0.0.1:5432/postgres] [--show-queries]
 
 Prints a table; nothing is asserted. ``--conn-max-age`` sets DATABASE_CONN_MAX_AGE (unset: the
 settings' default).
@@ -17,6 +19,7 @@ settings' default).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -24,13 +27,15 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def configure(var: Path, conn_max_age: int | None) -> None:
+def configure(var: Path, conn_max_age: int | None, database_url: str | None) -> None:
     """Environment of a throw-away installation; must run before Django reads its settings."""
     import torch
 
@@ -43,7 +48,7 @@ def configure(var: Path, conn_max_age: int | None) -> None:
     os.environ.update(
         {
             "MASKMILL_VAR_DIR": str(var),
-            "DATABASE_URL": f"sqlite:///{var / 'bench.sqlite3'}",
+            "DATABASE_URL": database_url or f"sqlite:///{var / 'bench.sqlite3'}",
             "MEDIA_ROOT": str(var / "media"),
             "DJANGO_SETTINGS_MODULE": "annotator.settings",
             "MASKMILL_MODEL_TYPE": "custom",
@@ -206,6 +211,30 @@ def run(clicks: int, auth: str) -> dict:
     }
 
 
+@contextlib.contextmanager
+def postgres_database(admin_url: str | None) -> Iterator[str | None]:
+    """A fresh database on the server of ``admin_url`` (its URL), dropped afterwards."""
+    if not admin_url:
+        yield None
+        return
+    import psycopg
+
+    name = f"maskmill_overhead_{os.getpid()}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -217,10 +246,14 @@ def main() -> None:
     parser.add_argument(
         "--auth", choices=("token", "session"), default="token", help="API token or the page's session"
     )
+    parser.add_argument("--postgres", metavar="ADMIN_URL", help="a PostgreSQL server to make a database on")
     parser.add_argument("--show-queries", action="store_true", help="print the SQL of the last click")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="maskmill-overhead-") as folder:
-        configure(Path(folder), args.conn_max_age)
+    with (
+        tempfile.TemporaryDirectory(prefix="maskmill-overhead-") as folder,
+        postgres_database(args.postgres) as database_url,
+    ):
+        configure(Path(folder), args.conn_max_age, database_url)
         import django
 
         django.setup()
@@ -229,6 +262,7 @@ def main() -> None:
         result = run(args.clicks, args.auth)
         result["conn_max_age"] = settings.DATABASES["default"]["CONN_MAX_AGE"]
         result["auth"] = args.auth
+        result["database"] = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     statements = result.pop("last_click_sql")
     width = max(len(k) for k in result)
     for key, value in result.items():
