@@ -110,10 +110,15 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------------------------
 # SQLite by default (embedded), PostgreSQL through psycopg 3 in production:
 # DATABASE_URL=postgres://user:password@host:5432/maskmill
+# Connections are persistent (DATABASE_CONN_MAX_AGE seconds, 0 = one per request): each web thread
+# keeps its own, so a click does not pay a new connection (PostgreSQL: TCP + authentication;
+# SQLite: open + the WAL pragma). The health check re-opens one the server dropped before the
+# request's first query. Celery tasks are unaffected: the worker closes its connections around
+# every task. Under ASGI (annotator/asgi.py) the default is 0, as Django requires there.
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'maskmill.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
         conn_health_checks=True,
     )
 }

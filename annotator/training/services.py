@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import IntegrityError, transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 from annotator.projects.models import Project
 from annotator.training.models import ModelFamily, ModelStatus, ModelVersion, model_key
@@ -36,13 +42,62 @@ def configured_model() -> tuple[str, str, dict[str, Any]] | None:
     return family, checkpoint, config
 
 
+# ModelVersion rows, remembered by this process: every click asks which model its project uses
+# (the configured checkpoint's row, or the project's active version). A row is read again after
+# VERSION_MEMO_SECONDS, so one deleted or changed in another process is not served for longer;
+# this process's own saves and deletes, and a change of the model settings (tests), forget them
+# at once. Only committed rows are kept: one created in a transaction that rolls back is not.
+VERSION_MEMO_SECONDS = 5.0
+_recent_versions: dict[tuple[str, str | int], tuple[ModelVersion, float]] = {}
+
+
+def _recent_version(memo_key: tuple[str, str | int], load: Callable[[], ModelVersion]) -> ModelVersion:
+    """A copy of the row remembered under ``memo_key`` if it was read less than
+    VERSION_MEMO_SECONDS ago, else ``load()``'s (remembered once committed). Copies, so a caller
+    may change its own."""
+    now = time.monotonic()
+    found = _recent_versions.get(memo_key)
+    if found is not None and now - found[1] < VERSION_MEMO_SECONDS:
+        return copy.copy(found[0])
+    row = load()
+    kept = (copy.copy(row), now)
+
+    def remember() -> None:
+        if len(_recent_versions) >= 64:  # a handful of versions in practice; never unbounded
+            _recent_versions.clear()
+        _recent_versions[memo_key] = kept
+
+    transaction.on_commit(remember)  # outside a transaction (requests): at once
+    return row
+
+
+def forget_model_versions(**_: Any) -> None:
+    """Read ModelVersion rows from the database again on their next use."""
+    _recent_versions.clear()
+
+
+@receiver(post_save, sender=ModelVersion, dispatch_uid="training-forget-versions-save")
+@receiver(post_delete, sender=ModelVersion, dispatch_uid="training-forget-versions-delete")
+def _model_version_changed(**_: Any) -> None:
+    forget_model_versions()
+
+
+@receiver(setting_changed, dispatch_uid="training-forget-versions-settings")
+def _model_settings_changed(setting: str, **_: Any) -> None:
+    if setting in ("MASKMILL_MODEL_TYPE", "MASKMILL_CHECKPOINT", "MASKMILL_MODEL_CONFIG"):
+        forget_model_versions()
+
+
 def configured_model_version() -> ModelVersion | None:
     """The ModelVersion row of the configured checkpoint, created on first use."""
     configured = configured_model()
     if configured is None:
         return None
-    family, checkpoint, config = configured
-    key = model_key(family, checkpoint, config)
+    key = model_key(*configured)
+    return _recent_version(("key", key), lambda: _configured_row(key, *configured))
+
+
+def _configured_row(key: str, family: str, checkpoint: str, config: dict[str, Any]) -> ModelVersion:
     found = ModelVersion.objects.filter(key=key).first()
     if found is not None:
         return found
@@ -61,9 +116,12 @@ def configured_model_version() -> ModelVersion | None:
 
 def model_version_for(project: Project) -> ModelVersion | None:
     """The model a project works with: its active version, else the configured checkpoint."""
-    if project.active_model_version_id is not None:
+    version_id = project.active_model_version_id
+    if version_id is None:
+        return configured_model_version()
+    if Project.active_model_version.is_cached(project):
         return project.active_model_version
-    return configured_model_version()
+    return _recent_version(("pk", version_id), lambda: ModelVersion.objects.get(pk=version_id))
 
 
 def checkpoint_path(model_version: ModelVersion) -> str | None:
@@ -126,3 +184,4 @@ def model_device() -> str:
 def forget_loaded_models() -> None:
     with _cache_lock:
         _predictors.clear()
+    forget_model_versions()

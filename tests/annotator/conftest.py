@@ -9,11 +9,14 @@ import pytest
 @pytest.fixture(autouse=True)
 def _isolated_platform(settings, tmp_path):
     from annotator.celery import app
+    from annotator.training.services import forget_model_versions
 
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.MASKMILL_LOGITS_DIR = tmp_path / "logits"  # the shared logits handles of this test
     settings.MASKMILL_MODEL_TYPE = ""
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
+    forget_model_versions()  # rows remembered by an earlier test may have been rolled back or flushed
     yield
     app.conf.task_always_eager = eager
+    forget_model_versions()

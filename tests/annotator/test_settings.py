@@ -27,6 +27,7 @@ print(json.dumps({
     "route": app.amqp.router.route({}, "annotator.images.tasks.embed")["queue"].name,
     "logits": [settings.MASKMILL_LOGITS_STORE, settings.MASKMILL_REDIS_URL,
                str(settings.MASKMILL_LOGITS_DIR)],
+    "conn": [settings.DATABASES["default"][k] for k in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS")],
 }))
 """
 
@@ -70,6 +71,7 @@ def test_defaults_need_no_server(tmp_path):
     assert values["queues"] == ["embed", "export", "generate", "train"] and values["acks_late"] is True
     assert values["route"] == "embed" and values["debug"] is True
     assert values["logits"] == ["file", "", str(tmp_path / "logits")]  # handles shared through var/
+    assert values["conn"] == [600, True]  # persistent, health-checked connections
 
 
 def test_production_settings_from_the_environment():
@@ -78,6 +80,7 @@ def test_production_settings_from_the_environment():
     assert values["broker"] == "redis://redis.example.org:6379/0"
     assert values["storage_backend"] == "storages.backends.s3.S3Storage" and values["storage"] == "S3Storage"
     assert values["max_pixels"] == 50_000_000 and values["debug"] is False
+    assert values["conn"] == [600, True]
     assert values["logits"][:2] == ["redis", "redis://redis.example.org:6379/0"]  # the broker's Redis
     amqp = dump(**{**PRODUCTION, "CELERY_BROKER_URL": "amqp://guest:guest@rabbit:5672//"})
     assert amqp["broker"] == "amqp://guest:guest@rabbit:5672//"
@@ -106,3 +109,40 @@ def test_check_deploy_is_clean_with_production_settings():
     done = run_python(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], **PRODUCTION)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
+
+
+# Two requests' worth of Django's request signals around a query, as a WSGI server sends them.
+REQUESTS = """
+import json, django
+django.setup()
+from django.core.signals import request_finished, request_started
+from django.db import connection
+seen = []
+for _ in range(2):
+    request_started.send(sender=None)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    seen.append(connection.connection)  # the object, not its id (a freed one's id may be reused)
+    request_finished.send(sender=None)
+print(json.dumps({"same": seen[0] is seen[1], "open_after": connection.connection is not None,
+                  "max_age": connection.settings_dict["CONN_MAX_AGE"]}))
+"""
+
+
+def connection_reuse(code: str, tmp_path, **env: str) -> dict:
+    done = run_python(["-c", code], MASKMILL_VAR_DIR=str(tmp_path), **env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_web_threads_keep_their_database_connection_between_requests(tmp_path):
+    kept = connection_reuse(REQUESTS, tmp_path)
+    assert kept == {"same": True, "open_after": True, "max_age": 600}
+    per_request = connection_reuse(REQUESTS, tmp_path, DATABASE_CONN_MAX_AGE="0")
+    assert per_request == {"same": False, "open_after": False, "max_age": 0}
+
+
+def test_asgi_defaults_to_a_connection_per_request(tmp_path):
+    code = REQUESTS.replace("import json, django\ndjango.setup()", "import json\nimport annotator.asgi")
+    assert connection_reuse(code, tmp_path)["max_age"] == 0
+    assert connection_reuse(code, tmp_path, DATABASE_CONN_MAX_AGE="30")["max_age"] == 30

@@ -18,6 +18,16 @@ from tests.tiny_models import TINY_CONFIG, save_tiny_checkpoint
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.fixture(autouse=True)
+def _forget_model_versions():
+    """The tests flush the database between them: rows this process remembers would be gone."""
+    from annotator.training.services import forget_model_versions
+
+    forget_model_versions()
+    yield
+    forget_model_versions()
+
+
 @pytest.fixture(scope="session")
 def worker_model_env(tmp_path_factory) -> dict[str, str]:
     """A tiny random ``custom`` SAM checkpoint for the worker."""
