@@ -43,6 +43,7 @@ class PreparedImage:
     values: Tensor  # (heads, head_dim, h·w) token→image values
     queries: Tensor  # (heads, head_dim, h·w) image→token queries, scaled by head_dim^-0.5
     grid: tuple[int, int]
+    versions: tuple[int, ...] = ()  # the model's parameter versions it was projected with
 
     @property
     def nbytes(self) -> int:
@@ -171,6 +172,7 @@ def prepare_image(model: nn.Module, features: Tensor) -> PreparedImage:
         values=_heads_first(values, t2i.num_heads),
         queries=_heads_first(queries, i2t.num_heads),
         grid=(h, w),
+        versions=consts.versions,
     )
 
 
@@ -197,10 +199,11 @@ def decode(
     decoder: MaskDecoder = model.mask_decoder
     transformer: TwoWayTransformer = decoder.transformer
     consts = model_constants(model)
+    if prepared.versions != consts.versions:
+        raise ValueError("the model's weights changed since this image was prepared; prepare it again")
     if masks is not None and sparse.shape[0] == 1 and masks.shape[0] > 1:
         # Mask prompts for one shared token set (a mask-only batch: one empty set for all).
         sparse = sparse.expand(masks.shape[0], -1, -1)
-    batch = sparse.shape[0]
     tokens = decoder.output_tokens(sparse)
 
     image_tokens, keys, values = prepared.tokens, prepared.keys, prepared.values
@@ -223,9 +226,7 @@ def decode(
     rows = decoder.output_rows(selected)
     hs, src = transformer.run_layers(queries, keys_out, tokens, consts.pe_last, start=1, rows=rows)
     h, w = prepared.grid
-    low_res, iou = decoder.heads(hs, src, h, w, selected)
-    assert low_res.shape[0] == batch
-    return low_res, iou
+    return decoder.heads(hs, src, h, w, selected)
 
 
 def _updated(projected: Tensor, weight: Tensor, bias: Tensor, hidden: Tensor, heads: int) -> Tensor:

@@ -97,6 +97,16 @@ def test_changed_weights_are_picked_up():
     assert (logits - ref_logits).abs().max().item() <= LOGIT_ATOL
 
 
+def test_an_image_prepared_before_a_weight_change_is_refused():
+    """Its projections were made with the old weights: decoding it would mix two models."""
+    model, _ = _pair(SMALL_CONFIG, seed=12)
+    ready = prepared.prepare_image(model, torch.randn((1, 64, 16, 16)))
+    copy_official_weights(model, official_sam(SMALL_CONFIG, seed=13))
+    prompt = _prompts(SMALL_CONFIG, 1, seed=14)["points"]
+    with torch.inference_mode(), pytest.raises(ValueError, match="prepare it again"):
+        _ours(model, ready, prompt, True)
+
+
 def test_other_decoders_fall_back_to_their_modules():
     """A model without engine.sam's decoder (here segment_anything's own) is decoded by its modules."""
     _, official = _pair(SMALL_CONFIG, seed=9)
