@@ -154,20 +154,10 @@ class Predictor:
         points = (point_coords, point_labels) if point_coords is not None else None
         if self._prepared is None and prepared.supports(self.model):
             self._prepared = prepared.prepare_image(self.model, self.features)
-        if self._prepared is not None:
-            sparse, _ = self.model.prompt_encoder(points=points, boxes=boxes, masks=None)
-            low_res, scores = prepared.decode(
-                self.model, self._prepared, sparse, mask_input, multimask_output
-            )
-        else:
-            sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-            low_res, scores = self.model.mask_decoder(
-                image_embeddings=self.features,
-                image_pe=self.dense_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask_output,
-            )
+        image_pe = None if self._prepared is not None else self.dense_pe
+        low_res, scores = prepared.decode_prompts(
+            self.model, self._prepared, self.features, image_pe, points, boxes, mask_input, multimask_output
+        )
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold

@@ -303,6 +303,7 @@ def decode_low_res(
     (C, 256, 256) and predicted IoUs (C,)."""
     import torch
 
+    from engine.sam.prepared import decode_prompts
     from engine.transforms import ResizeLongestSide
 
     transform = ResizeLongestSide(model.image_encoder.img_size)
@@ -325,20 +326,10 @@ def decode_low_res(
         masks = None
         if mask_logits is not None:
             masks = torch.as_tensor(mask_logits, dtype=torch.float, device=device)[None]
-        if state.prepared is not None:
-            from engine.sam import prepared
-
-            sparse, _ = model.prompt_encoder(points=points, boxes=boxes, masks=None)
-            low_res, iou = prepared.decode(model, state.prepared, sparse, masks, prompts.multimask)
-        else:
-            sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
-            low_res, iou = model.mask_decoder(
-                image_embeddings=state.features,
-                image_pe=dense_pe(model),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=prompts.multimask,
-            )
+        image_pe = None if state.prepared is not None else dense_pe(model)
+        low_res, iou = decode_prompts(
+            model, state.prepared, state.features, image_pe, points, boxes, masks, prompts.multimask
+        )
     return low_res[0].float().numpy(), iou[0].float().numpy()
 
 

@@ -229,6 +229,32 @@ def decode(
     return decoder.heads(hs, src, h, w, selected)
 
 
+def decode_prompts(
+    model: nn.Module,
+    ready: PreparedImage | None,
+    features: Tensor | None,
+    image_pe: Tensor | None,
+    points: tuple[Tensor, Tensor] | None,
+    boxes: Tensor | None,
+    masks: Tensor | None,
+    multimask_output: bool,
+) -> tuple[Tensor, Tensor]:
+    """Prompt encoder + mask decoder for one image: through ``ready`` when the image is prepared,
+    else the model's own modules on ``features`` with ``image_pe`` (the callers' cached dense
+    positional encoding). Returns low-res logits and IoU predictions."""
+    if ready is not None:
+        sparse, _ = model.prompt_encoder(points=points, boxes=boxes, masks=None)
+        return decode(model, ready, sparse, masks, multimask_output)
+    sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+    return model.mask_decoder(
+        image_embeddings=features,
+        image_pe=image_pe if image_pe is not None else model.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask_output,
+    )
+
+
 def _updated(projected: Tensor, weight: Tensor, bias: Tensor, hidden: Tensor, heads: int) -> Tensor:
     """``projected`` (heads, d, h·w) plus a mask prompt's rank-16 share → (B, heads, d, h·w)."""
     change = torch.matmul(weight, hidden).add_(bias[:, None])  # (B, heads·d, h·w)
