@@ -1,5 +1,16 @@
 """Process-wide settings for running the models on a CPU.
 
+**One thread for torch** (``ModelThread``). PyTorch's CPU kernels run on OpenMP (libgomp), and
+every Python thread that runs a parallel op gets a team of worker threads of its own, kept until
+that Python thread exits. libgomp lets its idle workers spin between parallel regions, so the next
+region starts at once, but only while it manages no more threads than there are CPUs; past that it
+spins ~100 times and sleeps on a futex. A web process whose request threads each touched torch once
+(loading an embedding, decoding) therefore had several teams, and every one of a click's ~150
+parallel regions paid a futex sleep and wake-up: the decoder took 1.6x its time (39 vs 23 ms on
+the 2-core machine, 154 voluntary context switches per click). A web process runs all its torch
+work on one ``ModelThread`` instead, and work that must not wait behind clicks (an on-demand image
+encoding) on a short-lived thread, whose team goes away with it.
+
 glibc's malloc hands large blocks back to the kernel eagerly: a block above the (adaptive) mmap
 threshold is unmapped when freed, and free space at the top of the heap is trimmed once it passes
 twice that threshold. A SAM decoder call allocates and frees ~30 tensors of 1-8 MB; with the
@@ -17,8 +28,16 @@ import ctypes.util
 import logging
 import os
 import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -56,3 +75,31 @@ def tune_malloc(enabled: bool | None = None) -> bool:
     if not _tuned:
         log.warning("mallopt refused the thresholds; decoding runs with glibc's defaults")
     return _tuned
+
+
+class ModelThread:
+    """A single long-lived thread that runs every torch call of a multi-threaded process, in
+    arrival order, each with every core torch may use (see the module docstring for why one).
+
+    ``run`` blocks the calling thread until its call is done and returns its result (or raises
+    its exception); a call made from the model thread itself runs inline instead of deadlocking."""
+
+    def __init__(self, name: str = "maskmill-model") -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._ident: int | None = None
+
+    def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.run_timed(fn, *args, **kwargs)[0]
+
+    def run_timed(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> tuple[R, float]:
+        """``run``, plus the seconds the call waited for the calls before it."""
+        if threading.get_ident() == self._ident:
+            return fn(*args, **kwargs), 0.0
+        submitted = time.perf_counter()
+
+        def job() -> tuple[R, float]:
+            self._ident = threading.get_ident()
+            waited = time.perf_counter() - submitted
+            return fn(*args, **kwargs), waited
+
+        return self._executor.submit(job).result()

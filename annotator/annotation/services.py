@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +48,7 @@ from annotator.stages.models import AnnotationSession
 from annotator.training.models import ModelVersion
 from annotator.training.services import model_version_for, predictor_for
 from engine.masks import decode_rle, encode_rle
+from engine.runtime import ModelThread
 
 log = logging.getLogger(__name__)
 
@@ -105,32 +105,35 @@ logits_store = LogitsStore(
     per_user=LOGITS_PER_USER, ttl=_setting("MASKMILL_LOGITS_TTL", 3600), shared=shared_logits
 )
 
-# Clicks are decoded on this process's decode thread(s) (MASKMILL_DECODE_CONCURRENCY, default 1),
-# in arrival order, each with every core torch may use: a click is ~20-40 ms of matrix products
-# on a CPU, and decoding several at once only makes them share the cores and the caches, so every
-# one of them finishes later. A dedicated thread, not a lock in the request threads, because
-# OpenMP keeps one thread team per calling thread: eight request threads each decoding would mean
-# eight teams spinning on two cores. (No batching across requests: different images share no
-# work in the decoder.)
-_decoder_pool = ThreadPoolExecutor(
-    max_workers=max(1, int(_setting("MASKMILL_DECODE_CONCURRENCY", 1))), thread_name_prefix="maskmill-decode"
-)
+# Every torch call of this process runs on its model thread (clicks in arrival order, each with
+# every core torch may use): a click is ~20-40 ms of matrix products on a CPU, and decoding several
+# at once only makes them share the cores and the caches. One thread also keeps one OpenMP team,
+# whose workers then spin between a click's parallel regions instead of sleeping; a second team
+# (any request thread that touched torch) made every click 1.6x slower (engine.runtime). No
+# batching across requests: different images share no work in the decoder.
+model_thread = ModelThread()
 
 
-def _decode_on_pool(*args: Any) -> tuple[np.ndarray, np.ndarray, float]:
-    """``decode_low_res(*args)`` on the decode thread → (low-res logits, scores, seconds queued)."""
-    submitted = time.perf_counter()
+def _decode_on_model_thread(
+    model_version: ModelVersion, state: DecodeState, prompts: Prompts, mask_logits: np.ndarray | None
+) -> tuple[Any, np.ndarray, np.ndarray, float, float]:
+    """``decode_low_res`` on the model thread → (model, low-res logits, scores, seconds queued,
+    seconds decoding)."""
 
-    def job() -> tuple[np.ndarray, np.ndarray, float]:
-        waited = time.perf_counter() - submitted
-        low_res, scores = decode_low_res(*args)
-        return low_res, scores, waited
+    def job() -> tuple[Any, np.ndarray, np.ndarray, float]:
+        started = time.perf_counter()
+        model = predictor_for(model_version).model
+        low_res, scores = decode_low_res(model, state, prompts, mask_logits)
+        return model, low_res, scores, time.perf_counter() - started
 
-    return _decoder_pool.submit(job).result()
+    (model, low_res, scores, seconds), queued = model_thread.run_timed(job)
+    return model, low_res, scores, queued, seconds
 
 
-# Embeddings computed in this process, one at a time (the encoder uses every core by itself).
-_encoder_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskmill-embed")
+# Embeddings computed in this process, one at a time (the encoder uses every core by itself), each
+# on a thread of its own that ends with it: its OpenMP team then goes too, and clicks decoded
+# meanwhile on the model thread wait for nothing but the cores.
+_encoder_lock = threading.Lock()
 _computing: dict[tuple[int, int], float] = {}
 _computing_lock = threading.Lock()
 
@@ -179,10 +182,14 @@ def _load_stored(image: Image, model_version: ModelVersion) -> DecodeState | Non
         row.delete()
         return None
     original = (int(image.height), int(image.width))
-    model = predictor_for(model_version).model
-    expected_input = preprocess_shape(*original, model.image_encoder.img_size)
-    input_size = tuple(int(v) for v in row.input_size) if row.input_size else expected_input
-    return decode_state_for(model, features, original, input_size)
+    stored_input = tuple(int(v) for v in row.input_size) if row.input_size else None
+
+    def prepare_state() -> DecodeState:
+        model = predictor_for(model_version).model
+        input_size = stored_input or preprocess_shape(*original, model.image_encoder.img_size)
+        return decode_state_for(model, features, original, input_size)
+
+    return model_thread.run(prepare_state)
 
 
 def start_embedding(image_id: int, model_version_id: int) -> bool:
@@ -207,7 +214,9 @@ def start_embedding(image_id: int, model_version_id: int) -> bool:
             log.exception("could not queue the embedding of image %s; computing it here", image_id)
         else:
             return True
-    _encoder_pool.submit(_compute_in_background, image_id, model_version_id)
+    threading.Thread(
+        target=_compute_in_background, args=(image_id, model_version_id), name="maskmill-embed", daemon=True
+    ).start()
     return True
 
 
@@ -215,7 +224,8 @@ def _compute_in_background(image_id: int, model_version_id: int) -> None:
     from annotator.images.embeddings import EmbeddingInProgress, ensure_embedding
 
     try:
-        ensure_embedding(image_id, model_version_id)
+        with _encoder_lock:
+            ensure_embedding(image_id, model_version_id)
     except EmbeddingInProgress:
         pass  # another process computes it; prepare finds it stored when it is done
     except Exception:
@@ -325,38 +335,43 @@ def predict(image: Image, user: AbstractBaseUser, data: Any) -> dict[str, Any]:
         if mask_logits is None and prompts.points is None and prompts.box is None:
             raise PromptError({"mask_input": notice or "no usable mask prompt and no other prompt"})
 
-    started = time.perf_counter()
     queued = 0.0
     if model_version is None:
+        began = time.perf_counter()
         masks, scores, low_res = _predict_classic(image, prompts, mask_logits)
+        started = time.perf_counter()
+        decoding = started - began
         rles = [encode_rle(m) for m in masks]
         model_name, fallback = "classic", True
     else:
         state = decode_state(image, model_version)
         if state is None:
             return {"state": PREPARING}
-        model = predictor_for(model_version).model
-        low_res, scores, queued = _decode_on_pool(model, state, prompts, mask_logits)
-        started += queued
+        model, low_res, scores, queued, decoding = _decode_on_model_thread(
+            model_version, state, prompts, mask_logits
+        )
+        started = time.perf_counter()
         rles = rles_from_low_res(model, state, low_res)
         model_name, fallback = str(model_version), False
-    decoded = time.perf_counter()
+    encoded = time.perf_counter()
     handle = logits_store.put(
         user.pk,
         LogitsEntry(
             image_id=image.pk, model_key=model_key, low_res=np.asarray(low_res, np.float32), scores=scores
         ),
     )
+    stored = time.perf_counter()
     answer: dict[str, Any] = {
         "masks": [{"segmentation": rle, "score": float(s)} for rle, s in zip(rles, scores)],
         "logits_handle": handle,
         "model": model_name,
         "model_version": None if model_version is None else model_version.pk,
         "fallback": fallback,
-        "timing_ms": {
+        "timing_ms": {  # waiting for earlier clicks, the model, masks at image size as RLE, handle
             "queue": round(queued * 1000, 2),
-            "decode": round((decoded - started) * 1000, 2),
-            "encode_rle": round((time.perf_counter() - decoded) * 1000, 2),
+            "decode": round(decoding * 1000, 2),
+            "masks": round((encoded - started) * 1000, 2),
+            "store": round((stored - encoded) * 1000, 2),
         },
     }
     if notice:
