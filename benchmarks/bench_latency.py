@@ -245,6 +245,10 @@ def client_run(port: int, token: str, image_id: int, bodies: list[dict], think_m
     barrier.wait(300)
     until = time.monotonic() + seconds
     rng = random.Random(seed)
+    # Annotators do not all click at the same instant: each starts at a random point of its first
+    # think time, as it would be after a while (without this the first round is a burst of 8
+    # simultaneous clicks that no later round repeats, and it alone sets the p99).
+    time.sleep(rng.uniform(0, think_ms / 1000))
     handle = None
     for body in bodies:
         if time.monotonic() > until:
@@ -257,7 +261,16 @@ def client_run(port: int, token: str, image_id: int, bodies: list[dict], think_m
             continue
         handle = data["logits_handle"]
         timing = data.get("timing_ms", {})
-        out.append(("ok", seconds, timing.get("decode", float("nan")), timing.get("queue", 0.0)))
+        out.append(
+            (
+                "ok",
+                seconds,
+                timing.get("decode", float("nan")),
+                timing.get("queue", 0.0),
+                timing.get("masks", float("nan")),
+                timing,
+            )
+        )
         if think_ms:
             time.sleep(rng.uniform(0.5, 1.5) * think_ms / 1000)
     connection.close()
@@ -295,6 +308,8 @@ def http_run(env, setup, args, think_ms: float) -> dict:
         "max": max(rtt) if rtt else float("nan"),
         "server_decode_p50": percentile([r[2] for r in ok], 50),
         "server_queue_p50": percentile([r[3] for r in ok], 50),
+        "server_masks_p50": percentile([r[4] for r in ok], 50),
+        "slowest": [(round(r[1] * 1000, 1), r[5]) for r in sorted(ok, key=lambda r: -r[1])[:5]],
         "wall": wall,
     }
 
@@ -442,12 +457,16 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"{'scenario':<24} {'clicks':>6} {'err':>4} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
           f"{'max ms':>8} "
-          f"{'server decode p50':>18} {'queue p50':>10}")  # fmt: skip
+          f"{'decode p50':>11} {'masks p50':>10} {'queue p50':>10}")  # fmt: skip
     for name, r in rows:
         print(f"{name:<24} {r['clicks']:>6} {r['errors']:>4} {r['p50']:>8.1f} {r['p90']:>8.1f} "
               f"{r['p99']:>8.1f} "
-              f"{r['max']:>8.1f} {r['server_decode_p50']:>15.1f} ms "
+              f"{r['max']:>8.1f} {r['server_decode_p50']:>8.1f} ms {r['server_masks_p50']:>7.1f} ms "
               f"{r['server_queue_p50']:>7.1f} ms")  # fmt: skip
+        slowest = "; ".join(
+            f"{rtt} ms ({', '.join(f'{k} {v:g}' for k, v in timing.items())})" for rtt, timing in r["slowest"]
+        )
+        print(f"    slowest: {slowest}")
         if r["first_error"]:
             print(f"    first error: {r['first_error']}")
     print()
