@@ -1,19 +1,21 @@
-"""engine.runtime.ModelThread: one thread runs every submitted call, in order, and hands back
+"""engine.runtime.ModelThread: one thread runs every submitted call, one at a time, and hands back
 results and exceptions; a call from the model thread itself runs inline."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from engine.runtime import ModelThread
 
 
-def test_calls_from_many_threads_run_on_one_thread_in_order():
+def test_calls_from_many_threads_run_on_one_thread_one_at_a_time():
     worker = ModelThread(name="test-model")
     ran_on: list[int] = []
     order: list[int] = []
+    running, most_at_once = [0], [0]
     gate = threading.Event()
 
     def first() -> str:
@@ -22,8 +24,12 @@ def test_calls_from_many_threads_run_on_one_thread_in_order():
         return "first"
 
     def job(n: int) -> int:
+        running[0] += 1
+        most_at_once[0] = max(most_at_once[0], running[0])
         ran_on.append(threading.get_ident())
         order.append(n)
+        time.sleep(0.001)  # a second thread running jobs would overlap here
+        running[0] -= 1
         return n * n
 
     results: dict[int, int] = {}
@@ -38,7 +44,7 @@ def test_calls_from_many_threads_run_on_one_thread_in_order():
         thread.join(10)
     assert results == {-1: "first", **{n: n * n for n in range(6)}}
     assert len(set(ran_on)) == 1 and ran_on[0] not in {t.ident for t in (holder, *callers)}
-    assert sorted(order) == list(range(6))
+    assert sorted(order) == list(range(6)) and most_at_once[0] == 1
 
 
 def test_exceptions_reach_the_caller_and_the_thread_survives():
