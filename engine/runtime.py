@@ -85,8 +85,13 @@ class ModelThread:
     its exception); a call made from the model thread itself runs inline instead of deadlocking."""
 
     def __init__(self, name: str = "maskmill-model") -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._ident: int | None = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=name, initializer=self._remember_thread
+        )
+
+    def _remember_thread(self) -> None:
+        self._ident = threading.get_ident()
 
     def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         return self.run_timed(fn, *args, **kwargs)[0]
@@ -98,7 +103,6 @@ class ModelThread:
         submitted = time.perf_counter()
 
         def job() -> tuple[R, float]:
-            self._ident = threading.get_ident()
             waited = time.perf_counter() - submitted
             return fn(*args, **kwargs), waited
 
