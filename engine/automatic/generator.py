@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.automatic.decoding import decode_points
-from engine.automatic.upsampling import axis_plan, threshold_stats, upsample_to_model_frame
+from engine.automatic.upsampling import axis_plan, threshold_stats, truncated_plan, upsample_to_model_frame
 from engine.masks import (
     RLE,
     batched_nms,
@@ -172,8 +172,13 @@ class _Survivors:
         self.boxes: list[torch.Tensor] = []
         self.iou_preds: list[torch.Tensor] = []
         self.points: list[torch.Tensor] = []
+        self.areas: list[torch.Tensor] = []
+        self.stability: list[torch.Tensor] = []
 
-    def add(self, batch: int, rows: torch.Tensor, low_res: torch.Tensor, boxes, iou_preds, points) -> None:
+    def add(
+        self, batch: int, rows: torch.Tensor, low_res: torch.Tensor, boxes, iou_preds, points, areas=None,
+        stability=None,
+    ) -> None:  # fmt: skip
         if rows.numel() == 0:
             return
         size = low_res.numel() * low_res.element_size()
@@ -189,6 +194,9 @@ class _Survivors:
         self.boxes.append(boxes.cpu())
         self.iou_preds.append(iou_preds.float().cpu())
         self.points.append(points.cpu())
+        if areas is not None:
+            self.areas.append(areas.cpu())
+            self.stability.append(stability.float().cpu())
 
     def stacked(self) -> dict[str, Any]:
         def cat(parts: list[torch.Tensor], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -200,6 +208,8 @@ class _Survivors:
             "boxes": cat(self.boxes, (0, 4), torch.int64),
             "iou_preds": cat(self.iou_preds, (0,), torch.float32),
             "points": cat(self.points, (0, 2), torch.float64),
+            "areas": cat(self.areas, (0,), torch.int64),
+            "stability": cat(self.stability, (0,), torch.float32),
         }
 
     def logits(self, batch: int, rows: list[int], decode_again) -> torch.Tensor:
@@ -222,8 +232,10 @@ class MaskGenerator:
     Keyword-only tuning, none of which changes the records: ``max_chunk_bytes`` bounds the
     full-resolution logits built at once; crops of at least ``model_frame_stats_from`` times the
     model input's area are judged on the model frame and upsampled only after NMS (about where
-    that is faster on CPU); ``max_stored_logits_bytes`` bounds the low-res logits such a crop's
-    survivors keep while they wait for NMS."""
+    that is faster on CPU); ``low_res_stats`` judges a crop the model sees at its own size on the
+    low-res logits and upsamples only the masks that survive NMS (off: every candidate is
+    upsampled to be judged, as segment_anything does); ``max_stored_logits_bytes`` bounds the
+    low-res logits such a crop's survivors keep while they wait for NMS."""
 
     def __init__(
         self,
@@ -245,6 +257,7 @@ class MaskGenerator:
         max_chunk_bytes: int = 256 * 2**20,
         max_stored_logits_bytes: int = 256 * 2**20,
         model_frame_stats_from: float = 4.0,
+        low_res_stats: bool = True,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -286,6 +299,7 @@ class MaskGenerator:
         self.max_chunk_bytes = max_chunk_bytes
         self.max_stored_logits_bytes = max_stored_logits_bytes
         self.model_frame_stats_from = model_frame_stats_from
+        self.low_res_stats = low_res_stats
         self.timings: dict[str, float] = defaultdict(float)
 
     @property
@@ -400,6 +414,8 @@ class MaskGenerator:
         crop = _Crop(features, input_size, crop_size, crop_box, image.shape[:2])
         if crop_size[0] * crop_size[1] >= self.model_frame_stats_from * input_size[0] * input_size[1]:
             data = self._crop_masks_deferred(crop, batches)
+        elif tuple(crop_size) == tuple(input_size) and self.low_res_stats:
+            data = self._crop_masks_deferred(crop, batches, from_low_res=True)
         else:
             data = self._crop_masks_direct(crop, batches)
 
@@ -495,37 +511,57 @@ class MaskGenerator:
         self.timings["nms"] += time.perf_counter() - start
         return data
 
-    def _crop_masks_deferred(self, crop: _Crop, batches: list[np.ndarray]) -> dict[str, Any]:
-        """Crops well above the model's input size (large images, where a full-resolution mask
-        is megabytes): candidates are judged on the model frame (``engine.automatic.upsampling``),
-        survivors kept as their low-res logits, and only the masks that survive the crop's NMS
-        are upsampled, one batch at a time."""
-        rows_plan = axis_plan(crop.input_size[0], crop.size[0])
-        cols_plan = axis_plan(crop.input_size[1], crop.size[1])
+    def _crop_masks_deferred(
+        self, crop: _Crop, batches: list[np.ndarray], from_low_res: bool = False
+    ) -> dict[str, Any]:
+        """Candidates judged without their full-resolution masks, which are built (upsampled and
+        encoded) only for those that survive the crop's NMS, one batch at a time.
+
+        Crops well above the model's input size (large images, where a full-resolution mask is
+        megabytes): stability, area and box come from the model frame by the last resize's
+        cells (``engine.automatic.upsampling``). Crops that the model sees at their own size
+        (``from_low_res``; the whole image, when it is at most the model's input size): from the
+        low-res logits by the first resize's cells, so nothing is upsampled for a candidate that
+        a filter or NMS drops. Survivors wait as low-res logits (``_Survivors``)."""
+        img_size = self.model.image_encoder.img_size
+        if from_low_res:
+            side = self.model.prompt_encoder.mask_input_size[0]
+            rows_plan = truncated_plan(axis_plan(side, img_size), crop.size[0])
+            cols_plan = truncated_plan(axis_plan(side, img_size), crop.size[1])
+            frame_cells = (side + 2) ** 2
+        else:
+            rows_plan = axis_plan(crop.input_size[0], crop.size[0])
+            cols_plan = axis_plan(crop.input_size[1], crop.size[1])
+            frame_cells = (crop.input_size[0] + 2) * (crop.input_size[1] + 2)
         threshold = self.model.mask_threshold
         levels = (threshold - self.stability_score_offset, threshold, threshold + self.stability_score_offset)
-        img_size = self.model.image_encoder.img_size
-        frame_cells = (crop.input_size[0] + 2) * (crop.input_size[1] + 2)
-        chunk = max(1, self.max_chunk_bytes // (4 * img_size * img_size + 48 * frame_cells))
+        upsampled = 0 if from_low_res else 4 * img_size * img_size
+        chunk = max(1, self.max_chunk_bytes // (upsampled + 48 * frame_cells))
         survivors = _Survivors(self.max_stored_logits_bytes)
         for batch, points in enumerate(batches):
             low_res, iou_preds, point_tensor = self._decode(crop, points)
             for begin in range(0, low_res.shape[0], chunk):
-                start = time.perf_counter()
-                frame = upsample_to_model_frame(low_res[begin : begin + chunk], img_size, crop.input_size)
-                self.timings["upsample"] += time.perf_counter() - start
+                if from_low_res:
+                    frame = low_res[begin : begin + chunk]
+                else:
+                    start = time.perf_counter()
+                    frame = upsample_to_model_frame(low_res[begin : begin + chunk], img_size, crop.input_size)
+                    self.timings["upsample"] += time.perf_counter() - start
 
                 start = time.perf_counter()
-                areas, boxes = threshold_stats(frame, rows_plan, cols_plan, levels, threshold)
+                counts, boxes = threshold_stats(frame, rows_plan, cols_plan, levels, threshold)
                 del frame
                 rows = torch.arange(begin, begin + boxes.shape[0], device=boxes.device)
+                # As segment_anything: int32 counts, their float32 ratio (NaN for empty masks).
+                stability = counts[:, 2].to(torch.int32) / counts[:, 0].to(torch.int32)
                 keep = ~boxes_near_crop_edge(boxes, crop.box, crop.image_box)
                 if self.stability_score_thresh > 0.0:
-                    keep &= areas[:, 2] / areas[:, 0] >= self.stability_score_thresh
+                    keep &= stability >= self.stability_score_thresh
                 rows = rows[keep]
                 survivors.add(
-                    batch, rows, low_res[rows], boxes[keep], iou_preds[rows], point_tensor[rows.cpu()]
-                )
+                    batch, rows, low_res[rows], boxes[keep], iou_preds[rows], point_tensor[rows.cpu()],
+                    counts[keep, 1], stability[keep],
+                )  # fmt: skip
                 self.timings["filter"] += time.perf_counter() - start
         data = self._crop_nms(survivors.stacked())
         return self._materialise(crop, batches, survivors, data)
@@ -533,14 +569,11 @@ class MaskGenerator:
     def _materialise(
         self, crop: _Crop, batches: list[np.ndarray], survivors: _Survivors, data: dict[str, Any]
     ) -> dict[str, Any]:
-        """Full-resolution masks (as RLE), boxes, areas and stability scores for the kept
-        candidates, computed as the direct path does, batch by batch (a batch whose logits were
-        not stored is decoded again)."""
+        """Full-resolution masks (as RLE) for the kept candidates, batch by batch (a batch whose
+        logits were not stored is decoded again); their area, box and stability score were
+        already worked out without them."""
         kept = len(data["iou_preds"])
         rles: list[RLE | None] = [None] * kept
-        boxes = torch.zeros((kept, 4), dtype=torch.int64)
-        areas = torch.zeros(kept, dtype=torch.int64)
-        stability = torch.zeros(kept, dtype=torch.float32)
         height, width = crop.size
         img_size = self.model.image_encoder.img_size
         chunk = max(
@@ -555,29 +588,19 @@ class MaskGenerator:
             low_res = survivors.logits(batch, rows, partial(self._decode, crop, batches[batch]))
             for begin in range(0, len(positions), chunk):
                 start = time.perf_counter()
-                logits = self._upsample(low_res[begin : begin + chunk], crop.input_size, crop.size)
+                masks = self._upsample(low_res[begin : begin + chunk], crop.input_size, crop.size) > threshold
                 self.timings["upsample"] += time.perf_counter() - start
                 start = time.perf_counter()
-                where = torch.tensor(positions[begin : begin + chunk])
-                stability[where] = (
-                    stability_score(logits, threshold, self.stability_score_offset).float().cpu()
-                )
-                masks = logits > threshold
-                del logits
-                boxes[where] = masks_to_boxes(masks).cpu()
-                areas[where] = mask_areas(masks).cpu()
-                self.timings["filter"] += time.perf_counter() - start
-                start = time.perf_counter()
-                for i, rle in zip(where.tolist(), encode_rle_batch(masks)):
+                for i, rle in zip(positions[begin : begin + chunk], encode_rle_batch(masks)):
                     rles[i] = rle
                 del masks
                 self.timings["rle"] += time.perf_counter() - start
         return {
             "rles": rles,
-            "boxes": boxes,
-            "areas": areas,
+            "boxes": data["boxes"],
+            "areas": data["areas"],
             "iou_preds": data["iou_preds"],
-            "stability": stability,
+            "stability": data["stability"],
             "points": data["points"],
         }
 
