@@ -70,6 +70,7 @@ def embedding_features(
     if embedding.ndim != 3:
         raise ValueError(f"embedding must be (C, h, w), got shape {embedding.shape}")
     channels, gh, gw = embedding.shape
+    mask = _at_most(np.asarray(mask, dtype=bool), 4 * max(gh, gw))
     inside = _cell_weights(mask, input_size, (gh, gw), img_size)
     if inside.sum() < 1e-6:  # a mask smaller than a cell: take the cell that holds its centre
         ys, xs = np.nonzero(mask)
@@ -143,6 +144,17 @@ def classic_features(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
             shape_features(mask),
         ]
     ).astype(np.float32)
+
+
+def _at_most(mask: np.ndarray, longest: int) -> np.ndarray:
+    """The mask at no more than ``longest`` pixels a side (the low-res logits' size): pooling over
+    64 x 64 cells and the shape block need no more, and a full-size mask would cost milliseconds."""
+    h, w = mask.shape
+    if max(h, w) <= longest:
+        return mask
+    scale = longest / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
 
 
 def _normalise(vector: np.ndarray) -> np.ndarray:
