@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from annotator.images.tasks import TRANSIENT_ERRORS
+from annotator.jobs import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 
