@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "annotator.training",
     "annotator.exports",
     "annotator.annotation",
+    "annotator.suggestions",
 ]
 
 MIDDLEWARE = [
@@ -200,15 +201,26 @@ MASKMILL_LEASE_SECONDS = env_int("MASKMILL_LEASE_SECONDS", 15 * 60)
 MASKMILL_EMBED_TIME_LIMIT = env_int("MASKMILL_EMBED_TIME_LIMIT", 600)
 MASKMILL_GENERATE_TIME_LIMIT = env_int("MASKMILL_GENERATE_TIME_LIMIT", 900)  # seconds per image
 MASKMILL_GENERATE_MAX_ATTEMPTS = env_int("MASKMILL_GENERATE_MAX_ATTEMPTS", 5)  # claims before an item fails
+MASKMILL_GENERATE_MAX_RETRIES = env_int("MASKMILL_GENERATE_MAX_RETRIES", 8)  # retries on transient errors
+# Stage 2/3 mask generator: dotted path of a factory (empty: the engine's automatic generator).
+MASKMILL_MASK_GENERATOR = os.environ.get("MASKMILL_MASK_GENERATOR", "")
+MASKMILL_MASK_COPY = env_bool("MASKMILL_MASK_COPY", True)  # PostgreSQL: write generated masks with COPY
 # Interactive annotation (annotator.annotation): where a missing embedding is computed when an
 # annotator opens the image ("web": this process's encoder thread; "task": the embed queue), how many
 # upcoming queue images get their embeddings prefetched, and the per-process memory caches.
 MASKMILL_ON_DEMAND_EMBED = os.environ.get("MASKMILL_ON_DEMAND_EMBED", "web")
 if MASKMILL_ON_DEMAND_EMBED not in ("web", "task"):
     raise ImproperlyConfigured(f"MASKMILL_ON_DEMAND_EMBED={MASKMILL_ON_DEMAND_EMBED!r}: use web or task")
+# Label suggestions: masks each label needs before the head learns it, labelled masks that trigger
+# a cheap head retraining (0: only with training runs and by hand), masks read per training.
+MASKMILL_LABEL_MIN_MASKS_PER_LABEL = env_int("MASKMILL_LABEL_MIN_MASKS_PER_LABEL", 5)
+MASKMILL_LABEL_RETRAIN_EVERY = env_int("MASKMILL_LABEL_RETRAIN_EVERY", 25)
+MASKMILL_LABEL_MAX_TRAIN_MASKS = env_int("MASKMILL_LABEL_MAX_TRAIN_MASKS", 20000)
 MASKMILL_PREFETCH_IMAGES = env_int("MASKMILL_PREFETCH_IMAGES", 3)
 MASKMILL_EMBEDDING_CACHE_ITEMS = env_int("MASKMILL_EMBEDDING_CACHE_ITEMS", 32)
 MASKMILL_EMBEDDING_CACHE_BYTES = env_int("MASKMILL_EMBEDDING_CACHE_BYTES", 512 * 1024 * 1024)
+MASKMILL_CLASSIC_CACHE_ITEMS = env_int("MASKMILL_CLASSIC_CACHE_ITEMS", 8)
+MASKMILL_CLASSIC_CACHE_BYTES = env_int("MASKMILL_CLASSIC_CACHE_BYTES", 512 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 1000)
 
@@ -255,6 +267,8 @@ MASKMILL_LOGITS_KEY_PREFIX = os.environ.get("MASKMILL_LOGITS_KEY_PREFIX", "maskm
 # (e.g. CELERY_RESULT_BACKEND=redis://...).
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Recycle a worker process after this many tasks (0: never).
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("MASKMILL_WORKER_MAX_TASKS_PER_CHILD", 0) or None
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -278,7 +292,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ImageStatusEnum": "annotator.images.models.ImageStatus",
         "MaskStatusEnum": "annotator.masks.models.MaskStatus",
-        "JobStatusEnum": "annotator.training.models.JobStatus",
+        "JobStatusEnum": "annotator.jobs.JobStatus",
     },
 }
 

@@ -10,11 +10,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
+from annotator.jobs import JobStatus
 from annotator.projects.access import ALL_ROLES, MANAGERS, get_project, role_in
 from annotator.projects.models import Stage
 from annotator.stages import selectors, services
 from annotator.stages.models import GenerationRun
-from annotator.training.models import JobStatus
 
 
 @login_required
