@@ -28,7 +28,6 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     task_track_started=True,
     worker_prefetch_multiplier=1,  # long tasks: a worker holds only what it is running
-    worker_max_tasks_per_child=int(os.environ.get("MASKMILL_WORKER_MAX_TASKS_PER_CHILD", "0")) or None,
     broker_connection_retry_on_startup=True,
     task_serializer="json",
     accept_content=["json"],

@@ -206,6 +206,10 @@ MASKMILL_LEASE_SECONDS = env_int("MASKMILL_LEASE_SECONDS", 15 * 60)
 MASKMILL_EMBED_TIME_LIMIT = env_int("MASKMILL_EMBED_TIME_LIMIT", 600)
 MASKMILL_GENERATE_TIME_LIMIT = env_int("MASKMILL_GENERATE_TIME_LIMIT", 900)  # seconds per image
 MASKMILL_GENERATE_MAX_ATTEMPTS = env_int("MASKMILL_GENERATE_MAX_ATTEMPTS", 5)  # claims before an item fails
+MASKMILL_GENERATE_MAX_RETRIES = env_int("MASKMILL_GENERATE_MAX_RETRIES", 8)  # retries on transient errors
+# Stage 2/3 mask generator: dotted path of a factory (empty: the engine's automatic generator).
+MASKMILL_MASK_GENERATOR = os.environ.get("MASKMILL_MASK_GENERATOR", "")
+MASKMILL_MASK_COPY = env_bool("MASKMILL_MASK_COPY", True)  # PostgreSQL: write generated masks with COPY
 # Interactive annotation (annotator.annotation): where a missing embedding is computed when an
 # annotator opens the image ("web": this process's encoder thread; "task": the embed queue), how many
 # upcoming queue images get their embeddings prefetched, and the per-process memory caches.
@@ -215,6 +219,8 @@ if MASKMILL_ON_DEMAND_EMBED not in ("web", "task"):
 MASKMILL_PREFETCH_IMAGES = env_int("MASKMILL_PREFETCH_IMAGES", 3)
 MASKMILL_EMBEDDING_CACHE_ITEMS = env_int("MASKMILL_EMBEDDING_CACHE_ITEMS", 32)
 MASKMILL_EMBEDDING_CACHE_BYTES = env_int("MASKMILL_EMBEDDING_CACHE_BYTES", 512 * 1024 * 1024)
+MASKMILL_CLASSIC_CACHE_ITEMS = env_int("MASKMILL_CLASSIC_CACHE_ITEMS", 8)
+MASKMILL_CLASSIC_CACHE_BYTES = env_int("MASKMILL_CLASSIC_CACHE_BYTES", 512 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 1000)
 
@@ -274,6 +280,8 @@ MASKMILL_LOGITS_KEY_PREFIX = os.environ.get("MASKMILL_LOGITS_KEY_PREFIX", "maskm
 # (e.g. CELERY_RESULT_BACKEND=redis://...).
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Recycle a worker process after this many tasks (0: never).
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("MASKMILL_WORKER_MAX_TASKS_PER_CHILD", 0) or None
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -309,7 +317,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ImageStatusEnum": "annotator.images.models.ImageStatus",
         "MaskStatusEnum": "annotator.masks.models.MaskStatus",
-        "JobStatusEnum": "annotator.training.models.JobStatus",
+        "JobStatusEnum": "annotator.jobs.JobStatus",
     },
 }
 

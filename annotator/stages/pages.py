@@ -11,11 +11,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
 from annotator import params  # noqa: F401 - registers the <id:...> converter
+from annotator.jobs import JobStatus
 from annotator.projects.access import ALL_ROLES, MANAGERS, get_project, role_in
 from annotator.projects.models import Stage
 from annotator.stages import selectors, services
 from annotator.stages.models import GenerationRun
-from annotator.training.models import JobStatus
 
 
 @login_required

@@ -20,24 +20,21 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from annotator.images.models import Image, ImageStatus, Split
+from annotator.jobs import TRANSIENT_ERRORS, UNFINISHED, JobStatus
 from annotator.masks.models import Mask, MaskSource, MaskStatus
 from annotator.params import BadNumber, parse_id
 from annotator.projects.models import Project, Stage
 from annotator.stages.generation import BadImage, check_parameters, record_fields, run_generator
 from annotator.stages.models import GenerationItem, GenerationMode, GenerationRun, PrefillOrigin
-from annotator.training.models import JobStatus
 from annotator.training.services import model_version_for
 
 log = logging.getLogger(__name__)
 
-# Errors worth retrying: the database or a connection blinked. Everything else fails the item.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
-UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 MASK_BATCH = 1000
 FILTER_KEYS = ("status", "split", "ids")
 MAX_FILTER_IDS = 100_000
@@ -46,7 +43,7 @@ STAGE_OF_MODE = {mode: stage for stage, mode in MODE_OF_STAGE.items()}
 
 
 def max_attempts() -> int:
-    return int(getattr(settings, "MASKMILL_GENERATE_MAX_ATTEMPTS", 5))
+    return settings.MASKMILL_GENERATE_MAX_ATTEMPTS
 
 
 # --- which images ----------------------------------------------------------------------------------
@@ -390,7 +387,7 @@ def write_masks(masks: list[Mask], *, with_ids: bool) -> None:
         return
     from django.db import connection
 
-    if not with_ids and connection.vendor == "postgresql" and getattr(settings, "MASKMILL_MASK_COPY", True):
+    if not with_ids and connection.vendor == "postgresql" and settings.MASKMILL_MASK_COPY:
         copy_masks(masks)
     else:
         Mask.objects.bulk_create(masks, batch_size=MASK_BATCH)

@@ -392,7 +392,7 @@ class AnnotationPage {
       swatch.style.background = `rgb(${this.maskRgb(m, i).join(",")})`;
       const label = this.labelById(m.label);
       const score = m.predicted_iou != null ? Number(m.predicted_iou).toFixed(2) : "–";
-      const author = m.annotator_name ? maskAuthor(m) : (this.authorName(m.annotator) ?? maskAuthor(m));
+      const author = maskAuthor(m, this.config.user);
       item.append(swatch, span("mask-label", label ? label.name : "(no label)", "mask-label"),
         span(`badge source-${m.source}`, m.source ?? "?", "mask-source"),
         span("mask-score", score, "mask-score"),
@@ -406,15 +406,6 @@ class AnnotationPage {
       if (m.key === this.selectedKey) item.scrollIntoView?.({ block: "nearest" });
     });
     this.renderProposalPanel();
-  }
-
-  /** The API gives an annotator's id: the page knows only its own user's name. */
-  authorName(annotator) {
-    if (annotator == null) return null;
-    if (typeof annotator === "object") return annotator.username ?? `user #${annotator.id}`;
-    const me = this.config.user;
-    if (me?.id != null && String(annotator) === String(me.id)) return me.username;
-    return typeof annotator === "number" ? `user #${annotator}` : String(annotator);
   }
 
   /** How many proposals are left on this image (shown once the image had any). */
@@ -584,7 +575,6 @@ class AnnotationPage {
     // generator's point of a proposal) instead of blanking them.
     if (d.baseMask && !body.point_coords.length) delete body.point_coords;
     if (candidate && !d.edited && candidate.score != null) body.predicted_iou = candidate.score;
-    const user = this.config.user?.username ?? this.config.user ?? null;
     if (d.baseMask) {
       const target = this.masks.find((m) => m.key === d.baseMask.key);
       const op = { kind: "update", imageId: this.imageId, maskId: d.baseMask.id ?? undefined,
@@ -595,8 +585,8 @@ class AnnotationPage {
     } else {
       const localId = `m-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
       const create = { ...body, source: "manual" };
-      this.masks.push({ ...create, id: null, key: `local:${localId}`, localId, annotator: user, pending: true,
-        opStatus: "pending" });
+      this.masks.push({ ...create, id: null, key: `local:${localId}`, localId, pending: true, opStatus: "pending",
+        annotator_name: this.config.user?.username ?? null });
       this.queue.enqueue({ kind: "create", imageId: this.imageId, localId, body: create });
     }
     if (labelId != null) this.lastLabelId = labelId;
