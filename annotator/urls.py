@@ -30,6 +30,7 @@ api = [
     path("images/<id:pk>/masks/", masks_api.MaskList.as_view(), name="mask-list"),
     path("masks/<id:pk>/", masks_api.MaskDetail.as_view(), name="mask-detail"),
     path("", include("annotator.stages.urls")),
+    path("", include("annotator.suggestions.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
