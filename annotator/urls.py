@@ -13,6 +13,7 @@ from annotator.images import api as images_api
 from annotator.masks import api as masks_api
 from annotator.projects import api as projects_api
 from annotator.projects import views as project_views
+from annotator.suggestions.urls import pages as suggestion_pages
 
 admin.site.login_form = AdminLoginForm
 
@@ -40,6 +41,7 @@ urlpatterns = [
     path("", project_views.projects_page, name="projects-page"),
     path("projects/<id:pk>/", project_views.project_page, name="project-page"),
     path("", include("annotator.stages.pages")),
+    path("", include(suggestion_pages)),
     path("accounts/login/", auth_views.LoginView.as_view(form_class=LoginForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

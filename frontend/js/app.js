@@ -6,7 +6,7 @@
 // secondsPerMaskHint, leaseSeconds}.
 
 import { ApiClient } from "./api.js";
-import { CanvasView } from "./canvas_view.js";
+import { CanvasView, sameLayers } from "./canvas_view.js";
 import { MaskEffort } from "./effort.js";
 import { zoomAt } from "./geometry.js";
 import { actionForEvent, helpRows } from "./keymap.js";
@@ -35,7 +35,7 @@ class AnnotationPage {
     this.labels = config.labels ?? [];
     this.api = new ApiClient({ apiBase: config.apiBase, csrfToken: config.csrfToken || csrfCookie() });
     this.history = new History(EMPTY_DRAFT); // the mask being made: undoable
-    this.masks = new Store(EMPTY_MASKS); // the image's masks and the selection: not undoable
+    this.maskStore = new Store(EMPTY_MASKS); // the image's masks and the selection: not undoable
     this.effort = new MaskEffort(); // the current mask's time and clicks
     this.ready = false;
     this.leaving = false; // navigating away on purpose: no "unsaved work" prompt
@@ -65,7 +65,7 @@ class AnnotationPage {
     this.review = new ProposalReview(this);
     this.editor = new MaskEditor(this);
     this.history.subscribe(() => this.onDraftChange());
-    this.masks.subscribe(() => this.scheduleMasksRender());
+    this.maskStore.subscribe(() => this.scheduleMasksRender());
   }
 
   async start() {
@@ -86,8 +86,8 @@ class AnnotationPage {
     this.view.setImage(image, info.width, info.height);
     // Brush radius is in image pixels: start at a size that is usable on this image.
     this.pointer.setBrushRadius(Math.max(4, Math.round(Math.min(info.width, info.height) / 80)));
-    this.masks.set(openImage(records, this.queue.items, this.imageId, this.config.user?.username ?? null));
-    if (proposalsLeft(this.masks.state)) this.review.move(1); // review starts at once: A, X or M
+    this.maskStore.set(openImage(records, this.queue.items, this.imageId, this.config.user?.username ?? null));
+    if (proposalsLeft(this.maskStore.state)) this.review.move(1); // review starts at once: A, X or M
     this.renderMasks();
     this.renderPending();
     this.ready = true;
@@ -173,7 +173,7 @@ class AnnotationPage {
   }
 
   visibleMasks() {
-    return visibleMasks(this.masks.state, this.history.state.baseMask?.key ?? null);
+    return visibleMasks(this.maskStore.state, this.history.state.baseMask?.key ?? null);
   }
 
   /** Masks changed (often several steps in one handler): draw them once, after the handler. */
@@ -187,7 +187,7 @@ class AnnotationPage {
   }
 
   renderMasks() {
-    renderMaskList(this.masks.state, { labels: this.labels, me: this.config.user,
+    renderMaskList(this.maskStore.state, { labels: this.labels, me: this.config.user,
       onSelect: (key) => this.select(key), onEdit: (key) => this.editor.editMask(key) });
     this.refreshStoredOverlay();
   }
@@ -195,7 +195,7 @@ class AnnotationPage {
   /** The stored-mask layer: redrawn only when what it shows changed (a full-image repaint). */
   refreshStoredOverlay() {
     if (!this.info) return;
-    const { selectedKey } = this.masks.state;
+    const { selectedKey } = this.maskStore.state;
     const layers = this.visibleMasks().map((m, i) => ({
       mask: this.decode(m.segmentation),
       rgb: maskRgb(this.labels, m, i),
@@ -210,14 +210,14 @@ class AnnotationPage {
 
   /** Click in the list, Alt+click on the image: select a mask, or deselect it. */
   select(key) {
-    this.masks.update(select, key, { toggle: true });
-    if (isSelectedProposal(this.masks.state)) this.review.startClock();
+    this.maskStore.update(select, key, { toggle: true });
+    if (isSelectedProposal(this.maskStore.state)) this.review.startClock();
   }
 
   // ---------------------------------------------------------------- saves
   onSaved(op, data) {
     if (op.imageId !== this.imageId) return;
-    this.masks.update(applySaved, op, data);
+    this.maskStore.update(applySaved, op, data);
     const base = this.history.state.baseMask;
     if (op.kind !== "delete" && data && base && (base.localId === op.localId || base.id === data.id)) {
       this.history.patchWhere((s) => s.baseMask === base,
@@ -234,7 +234,7 @@ class AnnotationPage {
         window.location.reload();
       },
     });
-    this.masks.update(reflectQueue, items);
+    this.maskStore.update(reflectQueue, items);
   }
 
   // ---------------------------------------------------------------- actions
@@ -256,7 +256,7 @@ class AnnotationPage {
     const working = draftHasWork(this.history.state);
     if (working && !this.confirm.confirmed(direction,
       `The current mask is not saved. Press again to go to the ${direction} image anyway.`)) return;
-    const left = proposalsLeft(this.masks.state);
+    const left = proposalsLeft(this.maskStore.state);
     if (left && !working && !this.confirm.confirmed(`${direction}:proposals`,
       `${left} proposal${left === 1 ? " is" : "s are"} not reviewed yet (A / X / M). ` +
       `Press again to go to the ${direction} image anyway.`)) return;
@@ -281,13 +281,13 @@ class AnnotationPage {
 
   run(action, event = null) {
     const d = this.history.state;
-    const { selectedKey } = this.masks.state;
+    const { selectedKey } = this.maskStore.state;
     const center = { x: this.view.cssWidth / 2, y: this.view.cssHeight / 2 };
     const tools = this.pointer;
     switch (action) {
       case "accept":
         // Enter on a selected proposal (no current mask): accept it as it is, choosing the label.
-        if (!draftHasWork(d) && !d.baseMask && isSelectedProposal(this.masks.state)) {
+        if (!draftHasWork(d) && !d.baseMask && isSelectedProposal(this.maskStore.state)) {
           return this.openPicker({ proposalKey: selectedKey });
         }
         return this.openPicker();
@@ -389,15 +389,6 @@ class AnnotationPage {
     this.pointer.setBrushRadius(this.pointer.brushRadius);
     this.onDraftChange();
   }
-}
-
-/** Whether two stored-mask layer lists draw the same picture (masks decoded once per RLE). */
-function sameLayers(a, b) {
-  return a.length === b.length && a.every((x, i) => {
-    const y = b[i];
-    return x.mask === y.mask && x.selected === y.selected && x.proposed === y.proposed && x.bounds === y.bounds &&
-      x.rgb.join() === y.rgb.join();
-  });
 }
 
 async function main() {

@@ -3,10 +3,9 @@
 
 import { EMPTY_DRAFT, currentDraftRle, draftHasWork } from "./store.js";
 import { addMask, deleteMask, findMask, patchMask, selectedMask, select } from "./masks_state.js";
-import { MaskEffort } from "./effort.js";
+import { MaskEffort, effortFigures } from "./effort.js";
+import { round2 } from "./geometry.js";
 import { isProposal } from "./proposals.js";
-import { round2 } from "./predict.js";
-import { effortFigures } from "./proposal_review.js";
 import { maskBbox, rleArea } from "./rle.js";
 
 /**
@@ -54,7 +53,7 @@ export class MaskEditor {
   /** Start the draft from a stored mask: brush it, or click to refine with it as the mask prompt. */
   editMask(key) {
     const page = this.page;
-    const m = findMask(page.masks.state, key);
+    const m = findMask(page.maskStore.state, key);
     if (!m) return;
     const proposal = isProposal(m);
     if (proposal) {
@@ -65,7 +64,7 @@ export class MaskEditor {
     }
     page.history.commit({ ...EMPTY_DRAFT, baseMask: baseMaskOf(m) });
     page.picker.remember(m.label);
-    page.masks.update(select, null);
+    page.maskStore.update(select, null);
     page.notices.flash(proposal
       ? `Fixing proposal #${m.id}: click to refine, E to erase, B to paint, then A (or Enter) to accept it.`
       : `Editing mask ${m.id ? "#" + m.id : "(unsaved)"}: click to refine, brush to fix, Enter to save.`);
@@ -81,13 +80,13 @@ export class MaskEditor {
       return;
     }
     if (d.baseMask) {
-      page.masks.update(patchMask, d.baseMask.key, { ...body, pending: true, opStatus: "pending" });
+      page.maskStore.update(patchMask, d.baseMask.key, { ...body, pending: true, opStatus: "pending" });
       page.queue.enqueue({ kind: "update", imageId: page.imageId, maskId: d.baseMask.id ?? undefined,
         localId: d.baseMask.id == null ? d.baseMask.localId : undefined, body: { ...body, version: d.baseMask.version } });
     } else {
       const localId = newLocalId();
       const create = { ...body, source: "manual" };
-      page.masks.update(addMask, { ...create, id: null, key: `local:${localId}`, localId, pending: true,
+      page.maskStore.update(addMask, { ...create, id: null, key: `local:${localId}`, localId, pending: true,
         opStatus: "pending", annotator_name: page.config.user?.username ?? null });
       page.queue.enqueue({ kind: "create", imageId: page.imageId, localId, body: create });
     }
@@ -114,7 +113,7 @@ export class MaskEditor {
   /** Del (twice): delete the selected mask; a proposal is rejected instead, a draft discarded. */
   deleteSelected() {
     const page = this.page;
-    const m = selectedMask(page.masks.state);
+    const m = selectedMask(page.maskStore.state);
     if (!m) {
       if (draftHasWork(page.history.state)) this.cancelDraft();
       else page.notices.flash("Select a mask in the list first (click it, or Alt+click it on the image).");
@@ -126,7 +125,7 @@ export class MaskEditor {
       return page.review.rejectSelected();
     }
     if (!page.confirm.confirmed("delete", `Press Del again to delete mask ${m.id ? "#" + m.id : "(unsaved)"}.`)) return;
-    page.masks.update(deleteMask, m.key);
+    page.maskStore.update(deleteMask, m.key);
     page.queue.enqueue({ kind: "delete", imageId: page.imageId, maskId: m.id ?? undefined,
       localId: m.id == null ? m.localId : undefined, version: m.version });
     page.notices.flash("Mask deleted");

@@ -2,9 +2,8 @@
 // prompts into a predict request, and put the answer into the history entry that asked for it.
 
 import { ApiError, sleep } from "./api.js";
+import { round2 } from "./geometry.js";
 import { $ } from "./page.js";
-
-export const round2 = (v) => Math.round(v * 100) / 100;
 
 /**
  * The predict request for the draft `state`, refining the answer of `previous` (the state before

@@ -253,3 +253,20 @@ def test_find_proposes_generator_masks_of_the_label(users, tiny_sam, settings): 
     assert client.post(f"/api/images/{image.pk}/find", ["x"], format="json").status_code == 400
     job = client.post(f"/api/projects/{project.pk}/find", {"label": "left"}, format="json")
     assert job.status_code == 202 and job.json()["queued"] == 1
+
+
+def test_dashboard_shows_the_head_and_managers_can_train_it(fruit, users, client, settings):
+    settings.MASKMILL_LABEL_RETRAIN_EVERY = 0
+    project, labels = fruit
+    client.force_login(users["annotator"])
+    page = client.get(f"/projects/{project.pk}/dashboard/").content.decode()
+    assert 'data-testid="label-head-none"' in page and 'data-testid="train-label-head"' not in page
+    assert client.post(f"/projects/{project.pk}/label-head/train").status_code == 403
+    add_scenes(project, labels, 8, seed=13, split=Split.TRAIN)
+    add_scenes(project, labels, 3, seed=14, split=Split.VAL)
+    client.force_login(users["manager"])
+    answer = client.post(f"/projects/{project.pk}/label-head/train", follow=True)
+    page = answer.content.decode()
+    assert "trained: active" in page
+    assert 'data-testid="label-head-active"' in page and 'data-testid="confusion"' in page
+    assert "tomato" in page and "val top-1" in page
