@@ -55,21 +55,17 @@ log = logging.getLogger(__name__)
 READY, PREPARING = "ready", "preparing"
 
 
-def _setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
 # ------------------------------------------------------------------------------------------------
 # Process-wide caches (one set per web process)
 
 embeddings: LruCache[tuple[int, int], DecodeState] = LruCache(
-    max_items=_setting("MASKMILL_EMBEDDING_CACHE_ITEMS", 32),
-    max_bytes=_setting("MASKMILL_EMBEDDING_CACHE_BYTES", 512 * 1024 * 1024),
+    max_items=settings.MASKMILL_EMBEDDING_CACHE_ITEMS,
+    max_bytes=settings.MASKMILL_EMBEDDING_CACHE_BYTES,
     size_of=lambda state: state.nbytes,
 )
 classic_states: LruCache[int, ClassicState] = LruCache(
-    max_items=_setting("MASKMILL_CLASSIC_CACHE_ITEMS", 8),
-    max_bytes=_setting("MASKMILL_CLASSIC_CACHE_BYTES", 512 * 1024 * 1024),
+    max_items=settings.MASKMILL_CLASSIC_CACHE_ITEMS,
+    max_bytes=settings.MASKMILL_CLASSIC_CACHE_BYTES,
     size_of=lambda state: state.nbytes,
 )
 LOGITS_PER_USER = 16
@@ -80,8 +76,8 @@ _shared_logits_lock = threading.Lock()
 def shared_logits() -> SharedLogits | None:
     """The store every web process shares the logits handles through (MASKMILL_LOGITS_STORE), one
     per configuration (tests change the settings)."""
-    kind = _setting("MASKMILL_LOGITS_STORE", "memory")
-    ttl = int(_setting("MASKMILL_LOGITS_TTL", 3600))
+    kind = settings.MASKMILL_LOGITS_STORE
+    ttl = int(settings.MASKMILL_LOGITS_TTL)
     if kind == "redis":
         config: tuple = (kind, settings.MASKMILL_REDIS_URL, settings.MASKMILL_LOGITS_KEY_PREFIX, ttl)
     elif kind == "file":
@@ -102,7 +98,7 @@ def shared_logits() -> SharedLogits | None:
 
 
 logits_store = LogitsStore(
-    per_user=LOGITS_PER_USER, ttl=_setting("MASKMILL_LOGITS_TTL", 3600), shared=shared_logits
+    per_user=LOGITS_PER_USER, ttl=settings.MASKMILL_LOGITS_TTL, shared=shared_logits
 )
 
 # Every torch call of this process runs on its model thread (clicks in arrival order, each with
@@ -202,10 +198,10 @@ def start_embedding(image_id: int, model_version_id: int) -> bool:
     now = time.monotonic()
     with _computing_lock:
         since = _computing.get(key)
-        if since is not None and now - since < _setting("MASKMILL_EMBED_TIME_LIMIT", 600):
+        if since is not None and now - since < settings.MASKMILL_EMBED_TIME_LIMIT:
             return False
         _computing[key] = now
-    if _setting("MASKMILL_ON_DEMAND_EMBED", "web") == "task":
+    if settings.MASKMILL_ON_DEMAND_EMBED == "task":
         from annotator.images.tasks import embed
 
         try:
@@ -245,7 +241,7 @@ def prefetch_queue(image: Image, user: AbstractBaseUser, count: int | None = Non
     so they are ready when the annotator gets there. Returns the image ids queued."""
     from annotator.images.tasks import embed
 
-    count = _setting("MASKMILL_PREFETCH_IMAGES", 3) if count is None else count
+    count = settings.MASKMILL_PREFETCH_IMAGES if count is None else count
     model_version = model_version_for(image.project)
     if model_version is None or count <= 0:
         return []

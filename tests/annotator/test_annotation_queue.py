@@ -118,7 +118,7 @@ def test_static_files_of_the_page_are_found():
         "maskmill/js/app.js",
         "maskmill/css/annotate.css",
         "maskmill/js/rle.js",
-        "annotation/review.js",
+        "maskmill/js/review.js",
     ):
         assert finders.find(name), name
 
