@@ -22,6 +22,7 @@ app.conf.update(
         "annotator.images.tasks.*": {"queue": "embed"},
         "annotator.stages.tasks.*": {"queue": "generate"},
         "annotator.training.tasks.*": {"queue": "train"},
+        "annotator.suggestions.tasks.*": {"queue": "train"},
         "annotator.exports.tasks.*": {"queue": "export"},
     },
     task_acks_late=True,

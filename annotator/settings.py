@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "annotator.training",
     "annotator.exports",
     "annotator.annotation",
+    "annotator.suggestions",
 ]
 
 MIDDLEWARE = [
@@ -210,6 +211,11 @@ MASKMILL_MASK_COPY = env_bool("MASKMILL_MASK_COPY", True)  # PostgreSQL: write g
 MASKMILL_ON_DEMAND_EMBED = os.environ.get("MASKMILL_ON_DEMAND_EMBED", "web")
 if MASKMILL_ON_DEMAND_EMBED not in ("web", "task"):
     raise ImproperlyConfigured(f"MASKMILL_ON_DEMAND_EMBED={MASKMILL_ON_DEMAND_EMBED!r}: use web or task")
+# Label suggestions: masks each label needs before the head learns it, labelled masks that trigger
+# a cheap head retraining (0: only with training runs and by hand), masks read per training.
+MASKMILL_LABEL_MIN_MASKS_PER_LABEL = env_int("MASKMILL_LABEL_MIN_MASKS_PER_LABEL", 5)
+MASKMILL_LABEL_RETRAIN_EVERY = env_int("MASKMILL_LABEL_RETRAIN_EVERY", 25)
+MASKMILL_LABEL_MAX_TRAIN_MASKS = env_int("MASKMILL_LABEL_MAX_TRAIN_MASKS", 20000)
 MASKMILL_PREFETCH_IMAGES = env_int("MASKMILL_PREFETCH_IMAGES", 3)
 MASKMILL_EMBEDDING_CACHE_ITEMS = env_int("MASKMILL_EMBEDDING_CACHE_ITEMS", 32)
 MASKMILL_EMBEDDING_CACHE_BYTES = env_int("MASKMILL_EMBEDDING_CACHE_BYTES", 512 * 1024 * 1024)

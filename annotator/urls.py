@@ -11,6 +11,7 @@ from annotator.images import api as images_api
 from annotator.masks import api as masks_api
 from annotator.projects import api as projects_api
 from annotator.projects import views as project_views
+from annotator.suggestions.urls import pages as suggestion_pages
 
 api = [
     path("auth/token/", obtain_auth_token, name="api-token"),
@@ -26,6 +27,7 @@ api = [
     path("images/<int:pk>/masks/", masks_api.MaskList.as_view(), name="mask-list"),
     path("masks/<int:pk>/", masks_api.MaskDetail.as_view(), name="mask-detail"),
     path("", include("annotator.stages.urls")),
+    path("", include("annotator.suggestions.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -35,6 +37,7 @@ urlpatterns = [
     path("", project_views.projects_page, name="projects-page"),
     path("projects/<int:pk>/", project_views.project_page, name="project-page"),
     path("", include("annotator.stages.pages")),
+    path("", include(suggestion_pages)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -20,6 +21,7 @@ from annotator.masks.models import Mask, MaskStatus
 from annotator.masks.services import StaleVersion
 from annotator.projects.access import EDITORS, check_project_access, get_project, role_in
 from annotator.projects.models import Role
+from annotator.suggestions import selectors as suggestions_selectors
 
 REVIEWERS = (Role.MANAGER, Role.REVIEWER)
 # Navigations that may finish an image: from our own pages, or typed by the user.
@@ -189,5 +191,7 @@ def dashboard_page(request: HttpRequest, pk: int) -> HttpResponse:
             title="Done images by number of accepted masks",
             unit="",
         ),
+        "suggestions": suggestions_selectors.dashboard_section(project),
+        "min_masks": settings.MASKMILL_LABEL_MIN_MASKS_PER_LABEL,
     }
     return render(request, "annotation/dashboard.html", context)
