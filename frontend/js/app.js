@@ -12,7 +12,7 @@ import { zoomAt } from "./geometry.js";
 import { actionForEvent, helpRows } from "./keymap.js";
 import { LabelPicker } from "./label_picker.js";
 import { LeaseHeartbeat } from "./lease.js";
-import { MaskEditor } from "./mask_editor.js";
+import { MaskEditor, describeDraft } from "./mask_editor.js";
 import { renderMaskList } from "./mask_list_view.js";
 import { EMPTY_MASKS, applySaved, isSelectedProposal, labelById, maskRgb, openImage, proposalsLeft, reflectQueue,
   select, visibleMasks } from "./masks_state.js";
@@ -146,15 +146,7 @@ class AnnotationPage {
       this.editingKey = editingKey;
       this.scheduleMasksRender(); // the mask being edited is hidden from the stored layer
     }
-    const cand = d.candidates[d.candidateIndex];
-    const parts = [];
-    if (d.baseMask) parts.push(`editing mask #${d.baseMask.id ?? "(unsaved)"}`);
-    if (d.waiting) parts.push("waiting for the model…");
-    if (d.candidates.length > 1) parts.push(`candidate ${d.candidateIndex + 1}/${d.candidates.length} (Tab)`);
-    if (cand?.score != null && !d.edited) parts.push(`score ${cand.score.toFixed(3)}`);
-    if (d.edited) parts.push("edited with brush");
-    if (rle) parts.push(`${rleArea(rle)} px`);
-    $("draft-info").textContent = parts.length ? parts.join(" · ") : "No current mask: click on an object.";
+    $("draft-info").textContent = describeDraft(d);
     $("candidate-indicator").textContent = d.candidates.length ? `${d.candidateIndex + 1}/${d.candidates.length}` : "–";
     $("undo-button").disabled = !this.history.canUndo;
     $("redo-button").disabled = !this.history.canRedo;
