@@ -78,6 +78,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /api/...: errors Django raises outside DRF (a body over the limit, 404s) answer JSON too.
+    "annotator.middleware.ApiErrorsMiddleware",
     # Serves collected static files (the annotation page's modules, the admin) from gunicorn in
     # production, where nothing else would; in DEBUG runserver serves them itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -139,6 +141,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Every login (page, admin, API token) goes through the lockout (annotator.accounts.lockout).
+AUTHENTICATION_BACKENDS = ["annotator.accounts.lockout.LockoutBackend"]
+MASKMILL_LOGIN_MAX_FAILURES = env_int("MASKMILL_LOGIN_MAX_FAILURES", 10)  # per username and per address
+MASKMILL_LOGIN_LOCKOUT_SECONDS = env_int("MASKMILL_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "projects-page"
 LOGOUT_REDIRECT_URL = "login"
@@ -250,6 +256,19 @@ else:
 MASKMILL_REDIS_URL = os.environ.get("MASKMILL_REDIS_URL", "") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
 )
+# Django's cache holds the login-failure counters and the API throttles' history, which every web
+# process must share: Redis when there is one, else this process's memory.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": MASKMILL_REDIS_URL,
+            "KEY_PREFIX": os.environ.get("MASKMILL_CACHE_KEY_PREFIX", "maskmill"),
+        }
+        if MASKMILL_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 # Logits handles (an answer's low-res logits, the next click's mask prompt) must resolve in any web
 # process: "redis" (the default when MASKMILL_REDIS_URL is set), "file" (files under
 # MASKMILL_LOGITS_DIR, for one machine without Redis) or "memory" (a single process only).
@@ -283,12 +302,24 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env_int("MASKMILL_API_PAGE_SIZE", 50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "annotator.api.exception_handler",
+    # JSON with a depth and size cap (annotator.parsers.JSONParser): deep nesting answers 400, not a
+    # RecursionError.
+    # Token requests per client address (annotator.accounts.api.ObtainToken).
+    "DEFAULT_THROTTLE_RATES": {"auth-token": os.environ.get("MASKMILL_TOKEN_RATE", "20/min")},
+    "DEFAULT_PARSER_CLASSES": [
+        "annotator.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+MASKMILL_JSON_MAX_DEPTH = env_int("MASKMILL_JSON_MAX_DEPTH", 32)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Maskmill API",
     "DESCRIPTION": "Projects, images, masks and the data-engine stages of Maskmill.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # <id:pk> (annotator.params.IdConverter): a bigint id.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {
         "ImageStatusEnum": "annotator.images.models.ImageStatus",
         "MaskStatusEnum": "annotator.masks.models.MaskStatus",

@@ -20,7 +20,9 @@ def _isolated_platform(settings, tmp_path):
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
     forget_model_versions()  # rows remembered by an earlier test may have been rolled back or flushed
-    cache.clear()  # keys naming rows of an earlier test (whose ids the next test reuses)
+    # keys naming rows of an earlier test (whose ids the next test reuses), login-failure counters
+    # and throttle history
+    cache.clear()
     forget_heads()
     yield
     app.conf.task_always_eager = eager
