@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "annotator.training",
     "annotator.exports",
     "annotator.annotation",
+    "annotator.labelstudio",
 ]
 
 MIDDLEWARE = [
