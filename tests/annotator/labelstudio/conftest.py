@@ -39,7 +39,7 @@ def storage():
     files = Files()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             files.requests.append((self.path, self.headers.get("Authorization", "")))
             status, headers, body = files.routes.get(self.path, (404, {}, b"not found"))
             self.send_response(status)
@@ -74,7 +74,9 @@ def image(project):
 
 @pytest.fixture
 def connection(project, storage):
-    return Connection.objects.create(project=project, url=storage.url, token="legacy-token-123", ls_project_id=7)
+    return Connection.objects.create(
+        project=project, url=storage.url, token="legacy-token-123", ls_project_id=7
+    )
 
 
 @pytest.fixture

@@ -51,9 +51,9 @@ def test_health_setup_and_metrics_need_username_and_api_token(project, users, an
     base = f"/ls/{project.pk}/"
     assert annotator_client.get(base).json()["status"] == "UP"
     assert annotator_client.get(base + "health").json()["model_version"] == "maskmill-classic"
-    assert annotator_client.post(base + "setup", {"project": "7.1", "schema": CONFIG}, format="json").json() == {
-        "model_version": "maskmill-classic"
-    }
+    assert annotator_client.post(
+        base + "setup", {"project": "7.1", "schema": CONFIG}, format="json"
+    ).json() == {"model_version": "maskmill-classic"}
     assert "interactive_predictions" in annotator_client.get(base + "metrics").json()
     wrong = basic_client(users["annotator"])
     wrong.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"annotator:not-the-token").decode())
@@ -93,7 +93,9 @@ def test_interactive_rectangle(project, linked, annotator_client):
         "original_height": 72,
         "value": {"x": 10, "y": 10, "width": 50, "height": 85, "rectanglelabels": ["dog"]},
     }
-    answer = annotator_client.post(f"/ls/{project.pk}/predict", body(context={"result": [rect]}), format="json")
+    answer = annotator_client.post(
+        f"/ls/{project.pk}/predict", body(context={"result": [rect]}), format="json"
+    )
     assert answer.status_code == 200, answer.content
     (region,) = answer.json()["results"][0]["result"]
     mask = brush_rle_to_mask(region["value"]["rle"], 72, 96)
@@ -106,7 +108,10 @@ def test_interactive_rectangle(project, linked, annotator_client):
     [
         (lambda b: b["params"]["context"]["result"][0]["value"].update(x=130), "outside 0-100"),
         (lambda b: b["params"]["context"]["result"][0]["value"].update(x=-5), "outside 0-100"),
-        (lambda b: b["params"]["context"]["result"][0]["value"].update(keypointlabels=["zebra"]), "unknown label"),
+        (
+            lambda b: b["params"]["context"]["result"][0]["value"].update(keypointlabels=["zebra"]),
+            "unknown label",
+        ),
         (lambda b: b.update(label_config="<View><Image name='image' value='$image'/></View>"), "BrushLabels"),
         (lambda b: b.update(label_config="<View"), "well-formed"),
         (lambda b: b.update(tasks=[{"id": "x"}]), "task id"),
@@ -129,8 +134,14 @@ def test_malformed_json_is_a_400(project, linked, annotator_client):
     assert annotator_client.post(f"/ls/{project.pk}/predict", [1, 2], format="json").status_code == 400
 
 
-def test_an_unlinked_task_is_fetched_from_the_label_studio_host_only(project, connection, storage, annotator_client):
-    storage.routes["/data/upload/7/new.png"] = (200, {"Content-Type": "image/png"}, image_bytes(96, 72, seed=9))
+def test_an_unlinked_task_is_fetched_from_the_label_studio_host_only(
+    project, connection, storage, annotator_client
+):
+    storage.routes["/data/upload/7/new.png"] = (
+        200,
+        {"Content-Type": "image/png"},
+        image_bytes(96, 72, seed=9),
+    )
     request = body(task_id=555, context={"result": [click(40, 40)]}, data={"image": "/data/upload/7/new.png"})
     before = Image.objects.count()
     answer = annotator_client.post(f"/ls/{project.pk}/predict", request, format="json")
@@ -172,7 +183,9 @@ def test_task_images_that_cannot_be_fetched_are_a_422_and_nothing_is_written(
 
 
 def test_without_a_connection_an_unlinked_task_is_a_422(project, annotator_client):
-    answer = annotator_client.post(f"/ls/{project.pk}/predict", body(context={"result": [click(5, 5)]}), format="json")
+    answer = annotator_client.post(
+        f"/ls/{project.pk}/predict", body(context={"result": [click(5, 5)]}), format="json"
+    )
     assert answer.status_code == 422 and "no Label Studio URL configured" in answer.json()["detail"]
 
 
@@ -197,7 +210,9 @@ def shapes(project, connection):
 
     from annotator.images.services import ingest_files
 
-    created = ingest_files(project, [SimpleUploadedFile(f"s{i}.png", shapes_png(i)) for i in range(4)], None).created
+    created = ingest_files(
+        project, [SimpleUploadedFile(f"s{i}.png", shapes_png(i)) for i in range(4)], None
+    ).created
     for index, image in enumerate(created):
         TaskLink.objects.create(connection=connection, image=image, ls_task_id=200 + index)
     return created
@@ -211,7 +226,9 @@ def batch_body(task_ids) -> dict:
     }
 
 
-def test_batch_answers_semi_automatic_masks_computed_once_per_image(project, cheap_model, shapes, annotator_client):
+def test_batch_answers_semi_automatic_masks_computed_once_per_image(
+    project, cheap_model, shapes, annotator_client
+):
     url = f"/ls/{project.pk}/predict"
     answer = annotator_client.post(url, batch_body([200, 201, 202]), format="json")
     assert answer.status_code == 200, answer.content
@@ -229,13 +246,17 @@ def test_batch_answers_semi_automatic_masks_computed_once_per_image(project, che
     assert again["results"] == data["results"]
 
 
-def test_batch_past_its_budget_queues_the_rest_and_says_so(project, cheap_model, shapes, annotator_client, settings):
+def test_batch_past_its_budget_queues_the_rest_and_says_so(
+    project, cheap_model, shapes, annotator_client, settings
+):
     settings.MASKMILL_LS_PREDICT_BUDGET = 0
     from annotator.celery import app
 
     app.conf.task_always_eager = False  # no worker here: the queued items stay pending
     try:
-        data = annotator_client.post(f"/ls/{project.pk}/predict", batch_body([200, 201]), format="json").json()
+        data = annotator_client.post(
+            f"/ls/{project.pk}/predict", batch_body([200, 201]), format="json"
+        ).json()
     finally:
         app.conf.task_always_eager = True
     assert data["results"] == [[], []] and data["queued"] == [200, 201]
