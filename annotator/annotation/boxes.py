@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from annotator.annotation import services
+from annotator.annotation.services import decoding, prediction
 from annotator.annotation.interactive import parse_prompts, rles_from_low_res
 from annotator.images.models import Image
 from annotator.projects.models import Project
@@ -52,17 +52,17 @@ def decode_prompt(
     prompts = parse_prompts(body, image.width, image.height)
     model_version = model_version_for(image.project)
     if model_version is None:
-        masks, scores, _ = services._predict_classic(image, prompts, None)
+        masks, scores, _ = prediction._predict_classic(image, prompts, None)
         best = int(np.argmax(scores))
         return Decoded(encode_rle(masks[best]), float(scores[best]), "classic", None)
     deadline = time.monotonic() + wait_s
-    state = services.decode_state(image, model_version)
+    state = decoding.decode_state(image, model_version)
     while state is None:
         if time.monotonic() > deadline:
             raise NotReady(f"the embedding of image {image.pk} is still being computed; ask again shortly")
         time.sleep(0.05)
-        state = services.decode_state(image, model_version)
-    model, low_res, scores, _, _ = services._decode_on_model_thread(model_version, state, prompts, None)
+        state = decoding.decode_state(image, model_version)
+    model, low_res, scores, _, _ = decoding._decode_on_model_thread(model_version, state, prompts, None)
     best = int(np.argmax(scores))
     rle = rles_from_low_res(model, state, low_res[best : best + 1])[0]
     return Decoded(rle, float(scores[best]), str(model_version), model_version.pk)

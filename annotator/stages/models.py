@@ -1,38 +1,12 @@
-"""What the stages record: annotation visits, and automatic-generation runs with one item per
-image (the unit of idempotent, resumable work)."""
+"""What stages 2 and 3 record: automatic-generation runs with one item per image (the unit of
+idempotent, resumable work), and where a pre-filled mask came from."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
-from annotator.training.models import JobStatus
-
-
-class AnnotationSession(models.Model):
-    """One annotator's visit to one image: time, clicks and masks saved."""
-
-    project = models.ForeignKey(
-        "projects.Project", on_delete=models.CASCADE, related_name="annotation_sessions"
-    )
-    image = models.ForeignKey("images.Image", on_delete=models.CASCADE, related_name="annotation_sessions")
-    annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotation_sessions"
-    )
-    model_version = models.ForeignKey(
-        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    started_at = models.DateTimeField(auto_now_add=True)
-    ended_at = models.DateTimeField(null=True, blank=True)
-    clicks = models.PositiveIntegerField(default=0)
-    masks = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        ordering = ["id"]
-        indexes = [
-            models.Index(fields=["project", "annotator", "started_at"], name="session_project_annotator"),
-            models.Index(fields=["image", "started_at"], name="session_image"),
-        ]
+from annotator.jobs import JobStatus
 
 
 class GenerationMode(models.TextChoices):

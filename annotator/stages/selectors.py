@@ -9,9 +9,9 @@ from typing import Any
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from annotator.jobs import JobStatus
 from annotator.masks.models import Mask, MaskSource, MaskStatus
 from annotator.stages.models import GenerationItem, GenerationRun
-from annotator.training.models import JobStatus
 
 
 def run_progress(run: GenerationRun) -> dict[str, Any]:

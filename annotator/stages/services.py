@@ -20,31 +20,30 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from annotator.images.models import Image, ImageStatus, Split
+from annotator.jobs import TRANSIENT_ERRORS, UNFINISHED, JobStatus
 from annotator.masks.models import Mask, MaskSource, MaskStatus
+from annotator.params import BadNumber, parse_id
 from annotator.projects.models import Project, Stage
 from annotator.stages.generation import BadImage, check_parameters, record_fields, run_generator
 from annotator.stages.models import GenerationItem, GenerationMode, GenerationRun, PrefillOrigin
-from annotator.training.models import JobStatus
 from annotator.training.services import model_version_for
 
 log = logging.getLogger(__name__)
 
-# Errors worth retrying: the database or a connection blinked. Everything else fails the item.
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
-UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 MASK_BATCH = 1000
 FILTER_KEYS = ("status", "split", "ids")
+MAX_FILTER_IDS = 100_000
 MODE_OF_STAGE = {Stage.SEMI_AUTOMATIC: GenerationMode.SEMI, Stage.FULLY_AUTOMATIC: GenerationMode.AUTO}
 STAGE_OF_MODE = {mode: stage for stage, mode in MODE_OF_STAGE.items()}
 
 
 def max_attempts() -> int:
-    return int(getattr(settings, "MASKMILL_GENERATE_MAX_ATTEMPTS", 5))
+    return settings.MASKMILL_GENERATE_MAX_ATTEMPTS
 
 
 # --- which images ----------------------------------------------------------------------------------
@@ -62,26 +61,39 @@ def parse_filter(raw: Any) -> dict[str, Any]:
             {"filter": f"unknown key(s) {', '.join(unknown)}; use {', '.join(FILTER_KEYS)}"}
         )
     clean: dict[str, Any] = {}
-    if raw.get("status"):
-        statuses = raw["status"].split(",") if isinstance(raw["status"], str) else list(raw["status"])
+    if raw.get("status") not in (None, "", []):
+        statuses = _text_list(raw["status"], "status")
         bad = [s for s in statuses if s not in ImageStatus.values]
         if bad:
             bad_text, known = ", ".join(map(str, bad)), ", ".join(ImageStatus.values)
             raise ValidationError({"filter": f"unknown image status {bad_text}; one of {known}"})
         clean["status"] = statuses
-    if raw.get("split"):
-        if raw["split"] not in Split.values:
+    if raw.get("split") not in (None, ""):
+        if not isinstance(raw["split"], str) or raw["split"] not in Split.values:
             raise ValidationError(
                 {"filter": f"unknown split {raw['split']!r}; one of {', '.join(Split.values)}"}
             )
         clean["split"] = raw["split"]
     if raw.get("ids") not in (None, "", []):
-        ids = raw["ids"].split(",") if isinstance(raw["ids"], str) else raw["ids"]
+        ids = _text_list(raw["ids"], "ids", numbers=True)
+        if len(ids) > MAX_FILTER_IDS:
+            raise ValidationError({"filter": f"at most {MAX_FILTER_IDS} ids"})
         try:
-            clean["ids"] = sorted({int(i) for i in ids})
-        except (TypeError, ValueError):
-            raise ValidationError({"filter": "ids must be image ids (integers)"}) from None
+            clean["ids"] = sorted({parse_id(i) for i in ids})
+        except BadNumber as exc:
+            raise ValidationError({"filter": f"ids must be image ids: {exc}"}) from None
     return clean
+
+
+def _text_list(value: Any, key: str, numbers: bool = False) -> list:
+    """A filter value given as "a,b" or a JSON list of strings (or of ints, for ids)."""
+    if isinstance(value, str):
+        return value.split(",")
+    allowed = (str, int) if numbers else (str,)
+    if isinstance(value, list) and all(isinstance(v, allowed) and not isinstance(v, bool) for v in value):
+        return value
+    kind = "ids" if numbers else "strings"
+    raise ValidationError({"filter": f"{key} must be a comma-separated string or a list of {kind}"})
 
 
 def images_matching(project: Project, image_filter: dict[str, Any]) -> QuerySet[Image]:
@@ -375,7 +387,7 @@ def write_masks(masks: list[Mask], *, with_ids: bool) -> None:
         return
     from django.db import connection
 
-    if not with_ids and connection.vendor == "postgresql" and getattr(settings, "MASKMILL_MASK_COPY", True):
+    if not with_ids and connection.vendor == "postgresql" and settings.MASKMILL_MASK_COPY:
         copy_masks(masks)
     else:
         Mask.objects.bulk_create(masks, batch_size=MASK_BATCH)

@@ -17,7 +17,7 @@ from annotator.stages import services
 
 log = logging.getLogger(__name__)
 
-TIME_LIMIT = int(getattr(settings, "MASKMILL_GENERATE_TIME_LIMIT", 900))
+TIME_LIMIT = settings.MASKMILL_GENERATE_TIME_LIMIT
 
 
 class GenerateItemTask(Task):
@@ -44,7 +44,7 @@ class GenerateItemTask(Task):
     retry_backoff=2,
     retry_backoff_max=60,
     retry_jitter=True,
-    max_retries=int(getattr(settings, "MASKMILL_GENERATE_MAX_RETRIES", 8)),
+    max_retries=settings.MASKMILL_GENERATE_MAX_RETRIES,
 )
 def generate_item(self, item_id: int) -> str:
     """Generate and store the masks of one GenerationItem; returns the outcome."""

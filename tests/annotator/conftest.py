@@ -8,6 +8,8 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _isolated_platform(settings, tmp_path):
+    from django.core.cache import cache
+
     from annotator.celery import app
     from annotator.training.services import forget_model_versions
 
@@ -17,6 +19,9 @@ def _isolated_platform(settings, tmp_path):
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
     forget_model_versions()  # rows remembered by an earlier test may have been rolled back or flushed
+    # keys naming rows of an earlier test (whose ids the next test reuses), login-failure counters
+    # and throttle history
+    cache.clear()
     yield
     app.conf.task_always_eager = eager
     forget_model_versions()

@@ -9,10 +9,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from annotator.jobs import JobStatus
 from annotator.stages import selectors, services
 from annotator.stages.management.commands._common import add_filter_argument, find_project, parse_filter_args
 from annotator.stages.models import GenerationMode, GenerationRun
-from annotator.training.models import JobStatus
 
 
 class Command(BaseCommand):
