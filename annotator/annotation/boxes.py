@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from annotator.annotation.services import decoding, prediction
 from annotator.annotation.interactive import parse_prompts, rles_from_low_res
+from annotator.annotation.services import decoding, prediction
 from annotator.images.models import Image
 from annotator.projects.models import Project
 from annotator.training.services import model_version_for

@@ -11,8 +11,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('images', '0004_embeddingclaim'),
-        ('masks', '0004_idempotency_key'),
-        ('projects', '0002_initial'),
+        ('masks', '0005_suggested_label'),
+        ('projects', '0003_label_synonyms'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
