@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "annotator.exports",
     "annotator.annotation",
     "annotator.suggestions",
+    "annotator.labelstudio",
 ]
 
 MIDDLEWARE = [
