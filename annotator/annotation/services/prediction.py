@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from annotator.annotation.interactive import (
+    FIELD_OF_ARGUMENT,
     STORED_MASK_PATTERN,
     ClassicState,
     PromptError,
@@ -36,6 +37,7 @@ from annotator.images.models import Image
 from annotator.masks.models import Mask
 from annotator.training.services import model_version_for
 from engine.masks import decode_rle, encode_rle
+from engine.prompts import PromptValueError
 
 
 def prepare(image: Image) -> str:
@@ -156,5 +158,7 @@ def _predict_classic(
                 mask_input=mask_logits,
                 multimask_output=prompts.multimask,
             )
+        except PromptValueError as exc:
+            raise PromptError({FIELD_OF_ARGUMENT.get(exc.argument, "body"): str(exc)}) from exc
         except ValueError as exc:
             raise PromptError({"body": str(exc)}) from exc
