@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "annotator.exports",
     "annotator.annotation",
     "annotator.suggestions",
+    "annotator.labelstudio",
 ]
 
 MIDDLEWARE = [

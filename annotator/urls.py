@@ -48,4 +48,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api)),
     path("", include("annotator.annotation.urls")),  # stage 1 pages and API
+    path("", include("annotator.labelstudio.urls")),  # Label Studio: ML backend, sync API, page
 ]

@@ -50,7 +50,10 @@ def feature_version(project: Project) -> ModelVersion | None:
 
 
 def feature_source_id(version: ModelVersion | None) -> int | None:
-    return None if version is None else version.pk
+    """The id heads are stored under: the version whose encoder made the embeddings."""
+    if version is None:
+        return None
+    return getattr(version, "encoder_id", None) or version.pk
 
 
 # ---- training -----------------------------------------------------------------------------------
@@ -241,3 +244,83 @@ def suggest(
         else {"unknown": True, "labels": []}
         for mask in masks
     ]
+
+
+# ---- suggestions for a click's answer -------------------------------------------------------------
+
+_active: dict[tuple[int, int | None], tuple[float, LabelHeadVersion | None]] = {}
+ACTIVE_HEAD_TTL = 5.0  # seconds a process trusts its lookup of the active head (a click does none)
+
+
+def cached_head(project: Project, version: ModelVersion | None) -> LabelHead:
+    """``head_for`` without a query per click: the active row is looked up at most every few seconds
+    (a newly promoted head is used within ``ACTIVE_HEAD_TTL``)."""
+    import time
+
+    key = (project.pk, feature_source_id(version))
+    now = time.monotonic()
+    with _heads_lock:
+        hit = _active.get(key)
+    if hit is None or now - hit[0] > ACTIVE_HEAD_TTL:
+        row = active_head_row(project, version)
+        with _heads_lock:
+            if len(_active) > 256:
+                _active.clear()
+            _active[key] = (now, row)
+    else:
+        row = hit[1]
+    if row is None:
+        return head_for(project, version)  # raises SuggestionsUnavailable with the reason
+    return load_head(row)
+
+
+def forget_heads() -> None:
+    with _heads_lock:
+        _heads.clear()
+        _active.clear()
+
+
+def embedding_of(model: Any, state: Any) -> np.ndarray:
+    """The (C, h, w) image embedding held by a decode state; a prepared state holds it with the
+    model's no-mask embedding added (the decoder's first step), which is taken off again."""
+    if state.features is not None:
+        return state.features[0].detach().float().cpu().numpy()
+    tokens = state.prepared.tokens[0] - model.prompt_encoder.no_mask_embed.weight
+    h, w = state.prepared.grid
+    return tokens.detach().float().cpu().numpy().T.reshape(-1, h, w)
+
+
+def answer_suggestions(
+    project: Project,
+    model_version: ModelVersion | None,
+    *,
+    model: Any = None,
+    state: Any = None,
+    low_res: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
+    pixels: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Top-3 label suggestions for each mask of a predict answer: from the decode state's embedding
+    and the low-res logits for SAM-family models (no upsampling needed), from the pixels and the
+    masks for the classic segmenter. ``{"suggestions_unavailable": reason}`` when there is no head."""
+    try:
+        head = cached_head(project, model_version)
+    except SuggestionsUnavailable as exc:
+        return {"suggestions_unavailable": str(exc)}
+    labels = current_labels(project)
+    if model_version is None:
+        if pixels is None or masks is None:
+            return {"suggestions_unavailable": "the image's pixels are not at hand"}
+        source, shapes = ImageFeatures(pixels=pixels), list(masks)
+    else:
+        img_size = int(model.image_encoder.img_size)
+        in_h, in_w = state.input_size
+        grid = np.asarray(low_res).shape[-1]
+        rows, cols = -(-in_h * grid // img_size), -(-in_w * grid // img_size)
+        shapes = [m[:rows, :cols] > 0 for m in np.asarray(low_res).reshape(-1, grid, grid)]
+        source = ImageFeatures(
+            embedding=embedding_of(model, state), input_size=(in_h, in_w), img_size=img_size
+        )
+    if head.kind != ("classic" if model_version is None else "embedding"):
+        return {"suggestions_unavailable": "the label head was trained for another model; retrain it"}
+    return {"suggestions": suggest(head, source, shapes, labels)}

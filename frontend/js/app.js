@@ -26,6 +26,7 @@ import { isProposal } from "./proposals.js";
 import { decodeRle, rleArea, rleBounds } from "./rle.js";
 import { SaveQueue } from "./save_queue.js";
 import { EMPTY_DRAFT, History, Store, currentDraftRle, cycleIndex, draftHasWork } from "./store.js";
+import { SuggestionsController } from "./suggestions.js";
 import { testHooks } from "./test_hooks.js";
 
 class AnnotationPage {
@@ -57,7 +58,9 @@ class AnnotationPage {
       lock: navigator.locks ? (name, fn) => navigator.locks.request(name, fn) : null,
     });
     this.predictor = new PredictController({ api: this.api, imageId: this.imageId, history: this.history,
-      notices: this.notices, size: () => this.info, onPrompt: () => this.effort.click(), isReady: () => this.ready });
+      notices: this.notices, size: () => this.info, onPrompt: () => this.effort.click(), isReady: () => this.ready,
+      onAnswer: (answer) => this.suggestions.noteAnswer(answer) });
+    this.suggestions = new SuggestionsController(this);
     this.pointer = new PointerTools(this);
     this.picker = new LabelPicker({ labels: () => this.labels, focusCanvas: () => this.canvas.focus(),
       onPick: (labelId, target) => (target?.proposalKey ? this.review.accept(labelId, target.proposalKey)
@@ -89,6 +92,7 @@ class AnnotationPage {
     this.maskStore.set(openImage(records, this.queue.items, this.imageId, this.config.user?.username ?? null));
     if (proposalsLeft(this.maskStore.state)) this.review.move(1); // review starts at once: A, X or M
     this.renderMasks();
+    this.suggestions.loadForProposals();
     this.renderPending();
     this.ready = true;
     document.body.dataset.ready = "true";
@@ -103,6 +107,13 @@ class AnnotationPage {
       isVisible: () => document.visibilityState === "visible",
       onLost: (message) => this.notices.showLeaseLost(message),
     }).start();
+  }
+
+  /** The image's masks again from the server (after "find" proposed new ones). */
+  async reloadMasks() {
+    const records = await this.api.listMasks(this.imageId);
+    this.maskStore.set(openImage(records, this.queue.items, this.imageId, this.config.user?.username ?? null));
+    if (proposalsLeft(this.maskStore.state)) this.review.move(1);
   }
 
   // ---------------------------------------------------------------- decoding (cached by RLE object)
@@ -158,6 +169,7 @@ class AnnotationPage {
     $("candidate-indicator").textContent = d.candidates.length ? `${d.candidateIndex + 1}/${d.candidates.length}` : "–";
     $("undo-button").disabled = !this.history.canUndo;
     $("redo-button").disabled = !this.history.canRedo;
+    this.suggestions?.render();
     this.tick();
   }
 
@@ -188,7 +200,9 @@ class AnnotationPage {
 
   renderMasks() {
     renderMaskList(this.maskStore.state, { labels: this.labels, me: this.config.user,
-      onSelect: (key) => this.select(key), onEdit: (key) => this.editor.editMask(key) });
+      onSelect: (key) => this.select(key), onEdit: (key) => this.editor.editMask(key),
+      suggestionsOf: (m) => this.suggestions.forMask(m) });
+    this.suggestions.render();
     this.refreshStoredOverlay();
   }
 
@@ -245,7 +259,7 @@ class AnnotationPage {
       this.notices.flash("Nothing to accept yet: click on an object first.");
       return;
     }
-    this.picker.open(target);
+    this.picker.open(target, this.suggestions.preferredLabel());
   }
 
   navigate(url, direction) {
@@ -287,6 +301,8 @@ class AnnotationPage {
     switch (action) {
       case "accept":
         // Enter on a selected proposal (no current mask): accept it as it is, choosing the label.
+        // A confident label suggestion is pre-selected: Enter accepts mask and label in one key.
+        if (this.suggestions.acceptTop()) return undefined;
         if (!draftHasWork(d) && !d.baseMask && isSelectedProposal(this.maskStore.state)) {
           return this.openPicker({ proposalKey: selectedKey });
         }
@@ -346,6 +362,7 @@ class AnnotationPage {
   bindDom() {
     this.pointer.bind();
     this.picker.bind();
+    this.suggestions.bindFind();
     bindPendingPanel(this.queue);
     this.notices.makeDismissable();
     window.addEventListener("keydown", (e) => this.onKey(e));

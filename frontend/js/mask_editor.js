@@ -7,6 +7,7 @@ import { MaskEffort, effortFigures } from "./effort.js";
 import { round2 } from "./geometry.js";
 import { isProposal } from "./proposals.js";
 import { maskBbox, rleArea } from "./rle.js";
+import { suggestionFields } from "./suggestions.js";
 
 /**
  * What accepting the draft saves: the shown mask (RLE, bbox, area), label, effort, the positive
@@ -31,6 +32,8 @@ export function saveBody(draft, labelId, effort, decode) {
   if (draft.baseMask && !body.point_coords.length) delete body.point_coords;
   const candidate = draft.candidates[draft.candidateIndex];
   if (candidate && !draft.edited && candidate.score != null) body.predicted_iou = candidate.score;
+  // The label the page pre-selected (kept or not: a data-engine metric).
+  if (candidate && !draft.edited) Object.assign(body, suggestionFields(candidate.suggestions));
   return body;
 }
 
