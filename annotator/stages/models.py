@@ -3,6 +3,10 @@ idempotent, resumable work), and where a pre-filled mask came from."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -80,3 +84,8 @@ class PrefillOrigin(models.Model):
         "masks.Mask", primary_key=True, on_delete=models.CASCADE, related_name="prefill_origin"
     )
     segmentation_sha1 = models.CharField(max_length=40)
+
+
+def segmentation_sha1(rle: dict[str, Any]) -> str:
+    """The fingerprint PrefillOrigin keeps of a pre-filled mask's segmentation (kept vs. fixed)."""
+    return hashlib.sha1(json.dumps(rle, sort_keys=True).encode()).hexdigest()

@@ -7,6 +7,7 @@ import { MaskEffort, effortFigures } from "./effort.js";
 import { round2 } from "./geometry.js";
 import { isProposal } from "./proposals.js";
 import { maskBbox, rleArea } from "./rle.js";
+import { suggestionFields } from "./suggestions.js";
 
 /**
  * What accepting the draft saves: the shown mask (RLE, bbox, area), label, effort, the positive
@@ -31,6 +32,8 @@ export function saveBody(draft, labelId, effort, decode) {
   if (draft.baseMask && !body.point_coords.length) delete body.point_coords;
   const candidate = draft.candidates[draft.candidateIndex];
   if (candidate && !draft.edited && candidate.score != null) body.predicted_iou = candidate.score;
+  // The label the page pre-selected (kept or not: a data-engine metric).
+  if (candidate && !draft.edited) Object.assign(body, suggestionFields(candidate.suggestions));
   return body;
 }
 
@@ -38,6 +41,20 @@ export function saveBody(draft, labelId, effort, decode) {
 export function baseMaskOf(m) {
   return { id: m.id, localId: m.localId ?? null, key: m.key, version: m.version, rle: m.segmentation,
     label: m.label, source: m.source, status: m.status };
+}
+
+/** What the side bar says about the current mask. */
+export function describeDraft(d) {
+  const rle = currentDraftRle(d);
+  const cand = d.candidates[d.candidateIndex];
+  const parts = [];
+  if (d.baseMask) parts.push(`editing mask #${d.baseMask.id ?? "(unsaved)"}`);
+  if (d.waiting) parts.push("waiting for the model…");
+  if (d.candidates.length > 1) parts.push(`candidate ${d.candidateIndex + 1}/${d.candidates.length} (Tab)`);
+  if (cand?.score != null && !d.edited) parts.push(`score ${cand.score.toFixed(3)}`);
+  if (d.edited) parts.push("edited with brush");
+  if (rle) parts.push(`${rleArea(rle)} px`);
+  return parts.length ? parts.join(" · ") : "No current mask: click on an object.";
 }
 
 export function newLocalId() {

@@ -6,6 +6,7 @@ import { MaskEffort, effortFigures } from "./effort.js";
 import { findMask, isSelectedProposal, patchMask, select, selectedMask } from "./masks_state.js";
 import { isProposal, nextProposalKey, quickLabel } from "./proposals.js";
 import { draftHasWork } from "./store.js";
+import { suggestionFields } from "./suggestions.js";
 
 export class ProposalReview {
   /** `page`: the annotation page (masks store, history, queue, picker, notices, editor). */
@@ -70,7 +71,8 @@ export class ProposalReview {
       if (!choice) return picker.open({ proposalKey: m.key });
       labelId = choice.label;
     }
-    const body = { status: "accepted", label: labelId, ...effortFigures(this.decision) };
+    const body = { status: "accepted", label: labelId, ...effortFigures(this.decision),
+      ...suggestionFields(this.page.suggestions?.forMask(m)) };
     maskStore.update(patchMask, m.key, { ...body, pending: true, opStatus: "pending" });
     this.page.queue.enqueue({ kind: "update", imageId: this.page.imageId, maskId: m.id, body: { ...body, version: m.version } });
     picker.remember(labelId);

@@ -11,6 +11,7 @@ def _isolated_platform(settings, tmp_path):
     from django.core.cache import cache
 
     from annotator.celery import app
+    from annotator.suggestions.services import forget_heads
     from annotator.training.services import forget_model_versions
 
     settings.MEDIA_ROOT = str(tmp_path / "media")
@@ -22,6 +23,7 @@ def _isolated_platform(settings, tmp_path):
     # keys naming rows of an earlier test (whose ids the next test reuses), login-failure counters
     # and throttle history
     cache.clear()
+    forget_heads()
     yield
     app.conf.task_always_eager = eager
     forget_model_versions()

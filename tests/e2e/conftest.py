@@ -66,8 +66,10 @@ def server(django_db_setup, django_db_blocker):
 def _e2e_platform(settings, tmp_path, transactional_db):
     from annotator.annotation import services
     from annotator.celery import app
+    from annotator.suggestions.services import forget_heads
     from annotator.training.services import forget_loaded_models
 
+    forget_heads()
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.MASKMILL_LOGITS_DIR = tmp_path / "logits"
     settings.MASKMILL_MODEL_TYPE = ""
