@@ -35,6 +35,8 @@ class StaleVersion(Exception):
 EDITABLE_FIELDS = {
     "segmentation",
     "label",
+    "suggested_label",
+    "suggestion_probability",
     "status",
     "review_note",
     "predicted_iou",
@@ -84,6 +86,7 @@ def create_mask(
     if unknown:
         raise ValidationError({name: "unknown field" for name in sorted(unknown)})
     check_label(fields.get("label"), image.project_id)
+    check_label(fields.get("suggested_label"), image.project_id)
     check_points(fields.get("point_coords"), "point_coords")
     check_points(fields.get("crop_box"), "crop_box", 4)
     if fields.get("source", MaskSource.MANUAL) not in MaskSource.values:
@@ -101,7 +104,25 @@ def create_mask(
     )
     mask.full_clean(exclude=["segmentation", "bbox"])
     mask.save()
+    count_in_visit(mask)
+    if mask.status == MaskStatus.ACCEPTED and mask.label_id is not None:
+        masks_labelled(image.project)
     return mask
+
+
+def count_in_visit(mask: Mask) -> None:
+    """A mask an annotator saved counts in their open visit to the image (the effort figures)."""
+    # Imported here: the annotation services import this module (StaleVersion).
+    from annotator.annotation.services.visits import count_saved_mask
+
+    count_saved_mask(mask)
+
+
+def masks_labelled(project) -> None:
+    """Accepted masks got a label: the next steps of the loop that count them (label head retraining)."""
+    from annotator.suggestions.services import note_labelled_masks
+
+    note_labelled_masks(project)
 
 
 def create_mask_once(
@@ -153,6 +174,8 @@ def update_mask(mask: Mask, *, version: int, user: AbstractBaseUser | None = Non
         values.update(geometry(values["segmentation"], image))
     if "label" in values:
         check_label(values["label"], mask.project_id)
+    if "suggested_label" in values:
+        check_label(values["suggested_label"], mask.project_id)
     check_points(values.get("point_coords"), "point_coords")
     check_points(values.get("crop_box"), "crop_box", 4)
     if "status" in values:
@@ -176,6 +199,12 @@ def update_mask(mask: Mask, *, version: int, user: AbstractBaseUser | None = Non
         current = Mask.objects.filter(pk=mask.pk).values_list("version", flat=True).first()
         raise StaleVersion(mask.pk, version, current)
     mask.refresh_from_db()
+    if (
+        mask.status == MaskStatus.ACCEPTED
+        and mask.label_id is not None
+        and ("status" in values or "label" in values)
+    ):
+        masks_labelled(image.project)
     return mask
 
 
