@@ -42,6 +42,7 @@ from annotator.masks.models import Mask, MaskStatus
 from annotator.projects.models import Project
 from annotator.stages import services as stages
 from annotator.stages.models import GenerationItem, GenerationMode
+from annotator.suggestions.services import suggestions_for_masks
 from annotator.training.models import JobStatus
 from annotator.training.services import model_version_for
 from engine.masks import decode_rle
@@ -162,14 +163,18 @@ def interactive(
         }
     count("interactive")
     count("interactive_ms", int((time.perf_counter() - started) * 1000))
-    region = brush_result(
-        decode_rle(decoded.segmentation),
-        names[0] if names else None,
-        control,
-        region_id=uuid.uuid4().hex[:10],
-        score=decoded.score,
-    )
-    prediction = {"result": [region], "score": decoded.score, "model_version": version_name}
+    mask = decode_rle(decoded.segmentation)
+    # The project's label head names the region when the prompts carried no label.
+    suggested = suggestions_for_masks(image, [mask])
+    top = suggested.get("suggestions", [{}])[0]
+    label = names[0] if names else (None if top.get("unknown", True) else top["labels"][0]["name"])
+    region = brush_result(mask, label, control, region_id=uuid.uuid4().hex[:10], score=decoded.score)
+    prediction = {
+        "result": [region],
+        "score": decoded.score,
+        "model_version": version_name,
+        "label_suggestions": top.get("labels", []),
+    }
     return {"results": [prediction], "model_version": version_name}
 
 
