@@ -26,6 +26,7 @@ api = [
     path("images/<int:pk>/masks/", masks_api.MaskList.as_view(), name="mask-list"),
     path("masks/<int:pk>/", masks_api.MaskDetail.as_view(), name="mask-detail"),
     path("", include("annotator.stages.urls")),
+    path("", include("annotator.training.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -35,6 +36,7 @@ urlpatterns = [
     path("", project_views.projects_page, name="projects-page"),
     path("projects/<int:pk>/", project_views.project_page, name="project-page"),
     path("", include("annotator.stages.pages")),
+    path("", include("annotator.training.pages")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

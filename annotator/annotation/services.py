@@ -170,7 +170,9 @@ def _load_stored(image: Image, model_version: ModelVersion) -> DecodeState | Non
     from engine.embeddings import load_embedding
     from engine.transforms import preprocess_shape
 
-    row = Embedding.objects.filter(image_id=image.pk, model_version_id=model_version.pk).first()
+    row = Embedding.objects.filter(
+        image_id=image.pk, model_version_id=model_version.embedding_version_id
+    ).first()
     if row is None:
         return None
     try:
@@ -253,9 +255,9 @@ def prefetch_queue(image: Image, user: AbstractBaseUser, count: int | None = Non
         queue_candidates(image.project, user).exclude(pk=image.pk).values_list("pk", flat=True)[:count]
     )
     have = set(
-        Embedding.objects.filter(image_id__in=upcoming, model_version=model_version).values_list(
-            "image_id", flat=True
-        )
+        Embedding.objects.filter(
+            image_id__in=upcoming, model_version_id=model_version.embedding_version_id
+        ).values_list("image_id", flat=True)
     )
     now, queued = time.monotonic(), []
     for image_id in upcoming:

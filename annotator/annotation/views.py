@@ -20,6 +20,7 @@ from annotator.masks.models import Mask, MaskStatus
 from annotator.masks.services import StaleVersion
 from annotator.projects.access import EDITORS, check_project_access, get_project, role_in
 from annotator.projects.models import Role
+from annotator.training.pages import training_charts
 
 REVIEWERS = (Role.MANAGER, Role.REVIEWER)
 # Navigations that may finish an image: from our own pages, or typed by the user.
@@ -189,5 +190,6 @@ def dashboard_page(request: HttpRequest, pk: int) -> HttpResponse:
             title="Done images by number of accepted masks",
             unit="",
         ),
+        **training_charts(project),
     }
     return render(request, "annotation/dashboard.html", context)

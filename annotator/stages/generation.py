@@ -137,7 +137,9 @@ def read_item_image(image: Image) -> Any:
 
 def cached_embedding(image: Image, model_version: ModelVersion) -> tuple[Any, tuple[int, int]] | None:
     """The stored image-encoder output of this image under this model, if the embed task made one."""
-    stored = Embedding.objects.filter(image=image, model_version=model_version).first()
+    stored = Embedding.objects.filter(
+        image=image, model_version_id=model_version.embedding_version_id
+    ).first()
     if stored is None or not stored.input_size:
         return None
     from engine.embeddings import load_embedding

@@ -31,6 +31,7 @@ from annotator.stages.generation import BadImage, check_parameters, record_field
 from annotator.stages.models import GenerationItem, GenerationMode, GenerationRun, PrefillOrigin
 from annotator.training.models import JobStatus
 from annotator.training.services import model_version_for
+from annotator.training.triggers import masks_accepted
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +350,8 @@ def finish_item(claim: Claim, fields: list[dict[str, Any]], seconds: float) -> b
             for values in fields
         ]
         write_masks(masks, with_ids=mode == GenerationMode.SEMI)
+        if masks and mask_status == MaskStatus.ACCEPTED:
+            masks_accepted(image.project_id)  # the retraining threshold may count automatic masks
         if mode == GenerationMode.SEMI:
             PrefillOrigin.objects.bulk_create(
                 [
