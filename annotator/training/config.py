@@ -9,14 +9,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 # Metrics the gate may compare; lower is better for the NoC ones.
-GATE_METRICS = ("miou@1", "miou@3", "miou@5", "noc@85", "noc@90")
-LOWER_IS_BETTER = {"noc@85", "noc@90"}
+GATE_METRICS = ("mIoU@1", "mIoU@3", "mIoU@5", "NoC@85", "NoC@90")  # engine.training's keys
+LOWER_IS_BETTER = {"NoC@85", "NoC@90"}
 
 
 @dataclass(frozen=True)
 class TrainingSettings:
     accepted_masks_threshold: int = 0  # 0: no threshold trigger
-    promotion_metric: str = "miou@1"
+    promotion_metric: str = "mIoU@1"
     promotion_margin: float = 0.005  # the candidate must beat the active version by this much
     mode: str = "decoder"  # decoder | full
     steps: int = 200
@@ -29,7 +29,7 @@ class TrainingSettings:
     include_auto: bool = False  # automatic masks (accepted) join the training data ...
     auto_min_iou: float = 0.9  # ... when their predicted IoU and stability are at least these
     auto_min_stability: float = 0.95
-    max_clicks: int = 5  # clicks per mask in the gate's evaluation
+    max_clicks: int = 20  # clicks per mask in the gate's evaluation (the protocol's 20)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,7 +47,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "min_masks": (0, 1_000_000),
     "auto_min_iou": (0.0, 1.0),
     "auto_min_stability": (0.0, 1.0),
-    "max_clicks": (1, 20),
+    "max_clicks": (5, 20),
 }
 
 
@@ -79,8 +79,13 @@ def parse_training_settings(value: Any, *, field: str = "settings") -> TrainingS
         parsed[name] = raw
     if parsed.get("mode", "decoder") not in ("decoder", "full"):
         raise ValidationError({field: "training.mode must be 'decoder' or 'full'"})
-    if parsed.get("promotion_metric", "miou@1") not in GATE_METRICS:
-        raise ValidationError({field: f"training.promotion_metric must be one of {', '.join(GATE_METRICS)}"})
+    if "promotion_metric" in parsed:
+        wanted = str(parsed["promotion_metric"]).lower()
+        match = [name for name in GATE_METRICS if name.lower() == wanted]
+        if not match:
+            names = ", ".join(GATE_METRICS)
+            raise ValidationError({field: f"training.promotion_metric must be one of {names}"})
+        parsed["promotion_metric"] = match[0]
     return TrainingSettings(**parsed)
 
 

@@ -24,8 +24,7 @@ def min_samples() -> int:
 
 def training_errors() -> tuple[type[BaseException], ...]:
     """What a run reports as its failure reason (bad data, a wrong checkpoint) rather than a crash."""
-    from engine.checkpoints import CheckpointError
-    from engine.training import TrainingError
+    from engine.training import CheckpointError, TrainingError
 
     return (TrainingError, CheckpointError, FileNotFoundError, ValueError)
 
@@ -41,22 +40,19 @@ def clone(model: Any) -> Any:
 
 
 def samples(items: list[Item]) -> list[Any]:
+    """Engine samples; the masks of one image share its embedding or pixels (read once)."""
     from engine.training import TrainingSample
 
-    out = []
-    for item in items:
-        if item.embedding is not None:
-            out.append(
-                TrainingSample(
-                    mask=item.mask,
-                    embedding=item.embedding,
-                    input_size=item.input_size,
-                    original_size=item.mask.shape,
-                )
-            )
-        else:
-            out.append(TrainingSample(mask=item.mask, image=item.pixels))
-    return out
+    return [
+        TrainingSample(
+            mask=item.mask,
+            embedding=item.embedding,
+            image=item.pixels if item.embedding is None else None,
+            name=f"mask {item.mask_id}",
+            image_key=f"image-{item.image_id}",
+        )
+        for item in items
+    ]
 
 
 @dataclass
@@ -74,6 +70,8 @@ def train(
     config: TrainingSettings,
     device: str,
     progress: Callable[[int, int, float], None],
+    *,
+    min_masks: int,
 ) -> Outcome:
     """Train ``model`` in place; ``progress(step, total, loss)`` is called as it goes."""
     from engine.training import TrainConfig
@@ -82,10 +80,11 @@ def train(
     train_config = TrainConfig(
         mode=config.mode,
         steps=config.steps,
-        batch_size=config.batch,
+        batch=config.batch,
         lr=config.lr,
         seed=config.seed,
         device=device,
+        min_samples=min_masks,
     )
 
     def report(event: Any) -> None:
@@ -99,22 +98,22 @@ def train(
     return Outcome(
         loss=curve,
         masks_per_second=_float(_get(result, "masks_per_second")),
-        stopped=str(_get(result, "stopped_reason") or _get(result, "reason") or ""),
-        steps=int(_get(result, "steps") or len(curve)),
+        stopped=str(_get(result, "stopped_reason") or ""),
+        steps=int(_get(result, "steps_done") or len(curve)),
         seconds=_float(_get(result, "seconds")),
     )
 
 
-def evaluate(model: Any, data: list[Any], *, max_clicks: int, device: str, seed: int) -> dict[str, float]:
+def evaluate(model: Any, data: list[Any], *, max_clicks: int) -> dict[str, float]:
+    """The click protocol's mIoU@k / NoC@k (engine.training.METRIC_KEYS) and instance counts."""
     from engine.training import evaluate as engine_evaluate
 
-    metrics = engine_evaluate(model, data, max_clicks=max_clicks, device=device)
-    if hasattr(metrics, "as_dict"):
-        metrics = metrics.as_dict()
+    metrics = engine_evaluate(model, data, clicks=max_clicks)
     return {str(k): float(v) for k, v in dict(metrics).items() if isinstance(v, (int, float))}
 
 
 def save(model: Any, path: Path) -> None:
+    """Atomic: the engine writes a temporary file beside ``path`` and renames it when complete."""
     from engine.training import save_checkpoint
 
     save_checkpoint(model, path)

@@ -28,7 +28,7 @@ def training_charts(project: Project, last: int = 6) -> dict[str, Any]:
     rows: list[tuple[str, float | None]] = []
     for r in reversed(recent):
         evaluation = (r.metrics or {}).get("evaluation") or {}
-        metric = evaluation.get("metric", "miou@1")
+        metric = evaluation.get("metric", "mIoU@1")
         if "candidate" in evaluation:
             rows.append((f"run {r.pk} candidate", round(evaluation["candidate"].get(metric, 0.0), 4)))
             rows.append(

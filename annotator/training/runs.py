@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import time
 import uuid
 from datetime import timedelta
@@ -254,7 +253,9 @@ def _train_and_gate(run: TrainingRun) -> None:
     base_copy = learner.clone(model)
     progress = _Progress(run)
     started = time.perf_counter()
-    outcome = learner.train(model, learner.samples(selected.items), config, device, progress)
+    outcome = learner.train(
+        model, learner.samples(selected.items), config, device, progress, min_masks=needed
+    )
     seconds = time.perf_counter() - started
     _record(
         run,
@@ -309,7 +310,8 @@ def _evaluate(
     if not val_candidate.items:
         return evaluation, (False, "no accepted masks on val-split images to evaluate on; kept as candidate")
     active_model = base_model if active.pk == base.pk else learner.build(active)
-    kwargs = {"max_clicks": config.max_clicks, "device": device, "seed": config.seed}
+    active_model.to(device)
+    kwargs = {"max_clicks": config.max_clicks}
     evaluation["candidate"] = learner.evaluate(candidate, learner.samples(val_candidate.items), **kwargs)
     evaluation["active"] = learner.evaluate(active_model, learner.samples(val_active.items), **kwargs)
     return evaluation, gate(evaluation["candidate"], evaluation["active"], config)
@@ -343,11 +345,8 @@ def _store_version(
     store = Path(settings.MASKMILL_MODEL_STORE)
     relative = Path("trained") / f"project-{run.project_id}" / f"run-{run.pk}-{uuid.uuid4().hex[:8]}.pth"
     final = store / relative
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final.with_name(f".run-{run.pk}-{uuid.uuid4().hex[:8]}.tmp")
-    learner.save(model, temporary)
-    digest = _sha256(temporary)
-    os.replace(temporary, final)  # atomic on one filesystem: the final name is always complete
+    learner.save(model, final)  # complete under its final name, or not there at all
+    digest = _sha256(final)
     promote, reason = decision
     try:
         with transaction.atomic():
@@ -458,7 +457,7 @@ def _thin(curve: list[list[Any]], limit: int = 500) -> list[list[Any]]:
 def _remove_temporary(run: TrainingRun) -> None:
     folder = Path(settings.MASKMILL_MODEL_STORE) / "trained" / f"project-{run.project_id}"
     if folder.is_dir():
-        for stray in folder.glob(f".run-{run.pk}-*.tmp"):
+        for stray in folder.glob(f".run-{run.pk}-*.tmp"):  # a killed writer's temporary file
             stray.unlink(missing_ok=True)
 
 
