@@ -324,7 +324,8 @@ def gate(candidate: dict[str, float], active: dict[str, float], config: Training
     if new is None or old is None or not (math.isfinite(new) and math.isfinite(old)):
         return False, f"{name} missing from the evaluation; kept as candidate"
     gain = (old - new) if name in LOWER_IS_BETTER else (new - old)
-    text = f"{name} {new:.4f} vs active {old:.4f} (needs {'-' if name in LOWER_IS_BETTER else '+'}{margin:g})"
+    better = "lower" if name in LOWER_IS_BETTER else "higher"
+    text = f"{name} {new:.4f} vs active {old:.4f} (must be {better} by at least {margin:g})"
     if gain >= margin and gain > 0:
         return True, f"promoted: {text}"
     return False, f"kept as candidate: {text}"

@@ -37,10 +37,11 @@ def tiny_model(settings, tmp_path):
 
 def add_disk_image(project, seed: int, split: str = "train", accepted: bool = True, embed: bool = True):
     """An image with one disk and, when ``accepted``, its accepted manual mask."""
+    from django.utils import timezone
+
     from annotator.images.embeddings import ensure_embedding
     from annotator.images.models import Image
     from annotator.masks.models import Mask, MaskSource, MaskStatus
-    from django.utils import timezone
     from engine.masks import encode_rle, rle_area, rle_to_bbox
 
     rng = np.random.default_rng(seed)

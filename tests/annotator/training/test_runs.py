@@ -26,7 +26,9 @@ def test_a_run_trains_evaluates_and_promotes_a_decoder_version(trainable):
     assert evaluation["val_masks"] == 2 and {"mIoU@1", "NoC@85"} <= set(evaluation["candidate"])
     assert set(evaluation["active"]) == set(evaluation["candidate"])
     version = run.result_version
-    assert version.parent == base and version.encoder_id == base.pk and version.embedding_version_id == base.pk
+    assert (
+        version.parent == base and version.encoder_id == base.pk and version.embedding_version_id == base.pk
+    )
     trainable.refresh_from_db()
     # promotion_margin -1: any candidate passes the gate
     assert trainable.active_model_version == version and run.reason.startswith("promoted")
@@ -156,3 +158,22 @@ def test_cancelled_run_leaves_no_version(trainable):
     assert runs.cancel_run(run) and run.status == JobStatus.CANCELLED
     assert runs.execute_run(run.pk) == "finished"
     assert not ModelVersion.objects.filter(project=trainable).exists()
+
+
+def test_a_full_fine_tune_gets_its_own_embeddings_after_promotion(
+    trainable, django_capture_on_commit_callbacks
+):
+    base = model_version_for(trainable)
+    before = set(Embedding.objects.values_list("pk", flat=True))
+    run = runs.request_training_run(trainable, parameters={"mode": "full", "steps": 2}, enqueue=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        runs.execute_run(run.pk)
+    run.refresh_from_db()
+    assert run.status == JobStatus.DONE, run.reason
+    version = run.result_version
+    assert version.encoder_id is None and version.embedding_version_id == version.pk
+    assert version.parent == base and version.metrics["mode"] == "full"
+    # Promoted: the project's images were queued on embed (eager here) under the new encoder,
+    # and the old encoder's embeddings are kept (a rollback needs them).
+    assert Embedding.objects.filter(model_version=version).count() == 8
+    assert before <= set(Embedding.objects.values_list("pk", flat=True))
