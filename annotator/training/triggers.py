@@ -66,15 +66,17 @@ def check_threshold(project_id: int) -> TrainingRun | None:
 
 def scheduled(project_id: int) -> str:
     """The beat schedule's run; the outcome in words (also in the worker's log)."""
+    from django_celery_beat.models import PeriodicTask
+
     from annotator.training.runs import TrainingBusy, request_training_run
     from annotator.training.schedule import task_name
 
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
-        from django_celery_beat.models import PeriodicTask
-
         PeriodicTask.objects.filter(name=task_name(project_id)).delete()
         return f"project {project_id} no longer exists; its schedule was removed"
+    if not PeriodicTask.objects.filter(name=task_name(project_id), enabled=True).exists():
+        return f"project {project_id}'s schedule was removed or disabled; nothing to do"
     try:
         run = request_training_run(project, trigger=TrainingTrigger.SCHEDULE)
     except TrainingBusy as busy:

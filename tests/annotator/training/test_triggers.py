@@ -101,6 +101,8 @@ def test_bad_schedules_are_refused(project, kwargs):
 
 
 def test_the_scheduled_task_asks_for_a_run_or_says_why_not(trainable):
+    assert "removed or disabled" in triggers.scheduled(trainable.pk)  # a message left in the queue
+    schedule.set_schedule(trainable, crontab="0 3 * * *")
     outcome = triggers.scheduled(trainable.pk)
     assert (
         outcome.startswith("training run") and TrainingRun.objects.get().trigger == TrainingTrigger.SCHEDULE
@@ -110,5 +112,6 @@ def test_the_scheduled_task_asks_for_a_run_or_says_why_not(trainable):
 
 def test_scheduled_run_with_too_few_masks_says_how_many(project, tiny_model):
     add_disk_image(project, 1)
+    schedule.set_schedule(project, every_seconds=60)
     assert "more needed" in triggers.scheduled(project.pk)
     assert not TrainingRun.objects.exists()
