@@ -73,10 +73,14 @@ INSTALLED_APPS = [
     "annotator.training",
     "annotator.exports",
     "annotator.annotation",
+    "annotator.suggestions",
+    "annotator.labelstudio",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /api/...: errors Django raises outside DRF (a body over the limit, 404s) answer JSON too.
+    "annotator.middleware.ApiErrorsMiddleware",
     # Serves collected static files (the annotation page's modules, the admin) from gunicorn in
     # production, where nothing else would; in DEBUG runserver serves them itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -138,6 +142,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Every login (page, admin, API token) goes through the lockout (annotator.accounts.lockout).
+AUTHENTICATION_BACKENDS = ["annotator.accounts.lockout.LockoutBackend"]
+MASKMILL_LOGIN_MAX_FAILURES = env_int("MASKMILL_LOGIN_MAX_FAILURES", 10)  # per username and per address
+MASKMILL_LOGIN_LOCKOUT_SECONDS = env_int("MASKMILL_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "projects-page"
 LOGOUT_REDIRECT_URL = "login"
@@ -200,15 +208,30 @@ MASKMILL_LEASE_SECONDS = env_int("MASKMILL_LEASE_SECONDS", 15 * 60)
 MASKMILL_EMBED_TIME_LIMIT = env_int("MASKMILL_EMBED_TIME_LIMIT", 600)
 MASKMILL_GENERATE_TIME_LIMIT = env_int("MASKMILL_GENERATE_TIME_LIMIT", 900)  # seconds per image
 MASKMILL_GENERATE_MAX_ATTEMPTS = env_int("MASKMILL_GENERATE_MAX_ATTEMPTS", 5)  # claims before an item fails
+MASKMILL_GENERATE_MAX_RETRIES = env_int("MASKMILL_GENERATE_MAX_RETRIES", 8)  # retries on transient errors
+MASKMILL_TRAIN_TIME_LIMIT = env_int("MASKMILL_TRAIN_TIME_LIMIT", 6 * 3600)  # seconds per training run
+# A running training run whose heartbeat is older than this belonged to a worker that died: the
+# next delivery of its task, or the next request for a run, starts it again.
+MASKMILL_TRAIN_STALE_SECONDS = env_int("MASKMILL_TRAIN_STALE_SECONDS", 600)
+# Stage 2/3 mask generator: dotted path of a factory (empty: the engine's automatic generator).
+MASKMILL_MASK_GENERATOR = os.environ.get("MASKMILL_MASK_GENERATOR", "")
+MASKMILL_MASK_COPY = env_bool("MASKMILL_MASK_COPY", True)  # PostgreSQL: write generated masks with COPY
 # Interactive annotation (annotator.annotation): where a missing embedding is computed when an
 # annotator opens the image ("web": this process's encoder thread; "task": the embed queue), how many
 # upcoming queue images get their embeddings prefetched, and the per-process memory caches.
 MASKMILL_ON_DEMAND_EMBED = os.environ.get("MASKMILL_ON_DEMAND_EMBED", "web")
 if MASKMILL_ON_DEMAND_EMBED not in ("web", "task"):
     raise ImproperlyConfigured(f"MASKMILL_ON_DEMAND_EMBED={MASKMILL_ON_DEMAND_EMBED!r}: use web or task")
+# Label suggestions: masks each label needs before the head learns it, labelled masks that trigger
+# a cheap head retraining (0: only with training runs and by hand), masks read per training.
+MASKMILL_LABEL_MIN_MASKS_PER_LABEL = env_int("MASKMILL_LABEL_MIN_MASKS_PER_LABEL", 5)
+MASKMILL_LABEL_RETRAIN_EVERY = env_int("MASKMILL_LABEL_RETRAIN_EVERY", 25)
+MASKMILL_LABEL_MAX_TRAIN_MASKS = env_int("MASKMILL_LABEL_MAX_TRAIN_MASKS", 20000)
 MASKMILL_PREFETCH_IMAGES = env_int("MASKMILL_PREFETCH_IMAGES", 3)
 MASKMILL_EMBEDDING_CACHE_ITEMS = env_int("MASKMILL_EMBEDDING_CACHE_ITEMS", 32)
 MASKMILL_EMBEDDING_CACHE_BYTES = env_int("MASKMILL_EMBEDDING_CACHE_BYTES", 512 * 1024 * 1024)
+MASKMILL_CLASSIC_CACHE_ITEMS = env_int("MASKMILL_CLASSIC_CACHE_ITEMS", 8)
+MASKMILL_CLASSIC_CACHE_BYTES = env_int("MASKMILL_CLASSIC_CACHE_BYTES", 512 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 1000)
 
@@ -238,6 +261,19 @@ else:
 MASKMILL_REDIS_URL = os.environ.get("MASKMILL_REDIS_URL", "") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
 )
+# Django's cache holds the login-failure counters and the API throttles' history, which every web
+# process must share: Redis when there is one, else this process's memory.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": MASKMILL_REDIS_URL,
+            "KEY_PREFIX": os.environ.get("MASKMILL_CACHE_KEY_PREFIX", "maskmill"),
+        }
+        if MASKMILL_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 # Logits handles (an answer's low-res logits, the next click's mask prompt) must resolve in any web
 # process: "redis" (the default when MASKMILL_REDIS_URL is set), "file" (files under
 # MASKMILL_LOGITS_DIR, for one machine without Redis) or "memory" (a single process only).
@@ -255,6 +291,8 @@ MASKMILL_LOGITS_KEY_PREFIX = os.environ.get("MASKMILL_LOGITS_KEY_PREFIX", "maskm
 # (e.g. CELERY_RESULT_BACKEND=redis://...).
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Recycle a worker process after this many tasks (0: never).
+CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("MASKMILL_WORKER_MAX_TASKS_PER_CHILD", 0) or None
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -269,16 +307,28 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env_int("MASKMILL_API_PAGE_SIZE", 50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "annotator.api.exception_handler",
+    # JSON with a depth and size cap (annotator.parsers.JSONParser): deep nesting answers 400, not a
+    # RecursionError.
+    # Token requests per client address (annotator.accounts.api.ObtainToken).
+    "DEFAULT_THROTTLE_RATES": {"auth-token": os.environ.get("MASKMILL_TOKEN_RATE", "20/min")},
+    "DEFAULT_PARSER_CLASSES": [
+        "annotator.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+MASKMILL_JSON_MAX_DEPTH = env_int("MASKMILL_JSON_MAX_DEPTH", 32)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Maskmill API",
     "DESCRIPTION": "Projects, images, masks and the data-engine stages of Maskmill.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # <id:pk> (annotator.params.IdConverter): a bigint id.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {
         "ImageStatusEnum": "annotator.images.models.ImageStatus",
         "MaskStatusEnum": "annotator.masks.models.MaskStatus",
-        "JobStatusEnum": "annotator.training.models.JobStatus",
+        "JobStatusEnum": "annotator.jobs.JobStatus",
     },
 }
 

@@ -220,9 +220,13 @@ def write_shards(
         if shard.count == images_per_shard:
             manifest.append(shard.close())
             shard = None
+            # Written after every shard, so a process killed later resumes after this one; the
+            # entries of an earlier run beyond it stay listed until they are checked.
+            later = [previous[i] for i in sorted(previous) if i >= len(manifest)]
+            _write_manifest(out, manifest + later)
     if shard is not None:
         manifest.append(shard.close())
-    _write_atomic(out / MANIFEST_NAME, json.dumps({"shards": manifest}, indent=1, sort_keys=True).encode())
+    _write_manifest(out, manifest)
     for stale in sorted(set(previous) - {entry["shard"] for entry in manifest}):
         (out / previous[stale]["file"]).unlink(missing_ok=True)
     return manifest
@@ -294,6 +298,27 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _write_manifest(out: Path, shards: list[dict[str, Any]]) -> None:
+    _write_atomic(out / MANIFEST_NAME, json.dumps({"shards": shards}, indent=1, sort_keys=True).encode())
+
+
+def completed_image_ids(out_dir: str | os.PathLike) -> set[int]:
+    """Ids of the images in the shards of an earlier run that are complete on disk (sha256 as
+    listed): a caller resuming can pass ``placeholder(id)`` for them instead of loading pixels."""
+    out = Path(out_dir)
+    done: set[int] = set()
+    for entry in _read_manifest_if_any(out):
+        path = out / str(entry["file"])
+        if path.name == entry["file"] and path.is_file() and _sha256(path) == entry["sha256"]:
+            done.update(entry.get("images", []))
+    return done
+
+
+def placeholder(image_id: int) -> SA1BImage:
+    """Stands for an image of a shard that is already complete: only its id is looked at."""
+    return SA1BImage(int(image_id), b"", {"image": {"image_id": int(image_id)}, "annotations": []})
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

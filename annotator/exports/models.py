@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from annotator.training.models import JobStatus
+from annotator.jobs import JobStatus
 
 
 class ExportFormat(models.TextChoices):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from annotator.images.embeddings import EmbeddingInProgress, ensure_embedding
-
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+from annotator.jobs import TRANSIENT_ERRORS
 
 # Every task that computes an embedding: a lost worker's task goes to another, transient
 # database/broker errors are retried with backoff, and a stuck encoder is stopped.

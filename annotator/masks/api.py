@@ -31,7 +31,8 @@ class MaskSerializer(serializers.ModelSerializer):
         model = Mask
         fields = [
             "id", "image", "segmentation", "bbox", "area", "predicted_iou", "stability_score", "point_coords",
-            "crop_box", "label", "source", "status", "model_version", "annotator", "annotator_name",
+            "crop_box", "label", "suggested_label", "suggestion_probability", "source", "status",
+            "model_version", "annotator", "annotator_name",
             "seconds", "clicks", "version", "review_note", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
@@ -44,6 +45,13 @@ class MaskSerializer(serializers.ModelSerializer):
 class MaskWriteSerializer(serializers.Serializer):
     segmentation = serializers.JSONField(help_text='COCO RLE {"size": [h, w], "counts": str or [int]}')
     label = serializers.PrimaryKeyRelatedField(queryset=Label.objects.all(), allow_null=True, required=False)
+    suggested_label = serializers.PrimaryKeyRelatedField(
+        queryset=Label.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="the label the page suggested for this mask (kept when it equals label)",
+    )
+    suggestion_probability = serializers.FloatField(min_value=0, max_value=1, allow_null=True, required=False)
     source = serializers.ChoiceField(choices=MaskSource.choices, required=False)
     status = serializers.ChoiceField(choices=MaskStatus.choices, required=False)
     predicted_iou = serializers.FloatField(allow_null=True, required=False)

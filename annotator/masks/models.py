@@ -37,6 +37,12 @@ class Mask(models.Model):
     label = models.ForeignKey(
         "projects.Label", null=True, blank=True, on_delete=models.SET_NULL, related_name="masks"
     )
+    # The label the head suggested when the mask was made (kept = label == suggested_label): a data
+    # engine metric, like seconds and clicks.
+    suggested_label = models.ForeignKey(
+        "projects.Label", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    suggestion_probability = models.FloatField(null=True, blank=True)
     source = models.CharField(max_length=8, choices=MaskSource.choices, default=MaskSource.MANUAL)
     status = models.CharField(max_length=16, choices=MaskStatus.choices, default=MaskStatus.PROPOSED)
     model_version = models.ForeignKey(

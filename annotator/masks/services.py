@@ -36,6 +36,8 @@ class StaleVersion(Exception):
 EDITABLE_FIELDS = {
     "segmentation",
     "label",
+    "suggested_label",
+    "suggestion_probability",
     "status",
     "review_note",
     "predicted_iou",
@@ -85,6 +87,7 @@ def create_mask(
     if unknown:
         raise ValidationError({name: "unknown field" for name in sorted(unknown)})
     check_label(fields.get("label"), image.project_id)
+    check_label(fields.get("suggested_label"), image.project_id)
     check_points(fields.get("point_coords"), "point_coords")
     check_points(fields.get("crop_box"), "crop_box", 4)
     if fields.get("source", MaskSource.MANUAL) not in MaskSource.values:
@@ -104,7 +107,16 @@ def create_mask(
     mask.save()
     if status == MaskStatus.ACCEPTED:
         masks_accepted(image.project_id)
+    if mask.status == MaskStatus.ACCEPTED and mask.label_id is not None:
+        masks_labelled(image.project)
     return mask
+
+
+def masks_labelled(project) -> None:
+    """Accepted masks got a label: the next steps of the loop that count them (label head retraining)."""
+    from annotator.suggestions.services import note_labelled_masks
+
+    note_labelled_masks(project)
 
 
 def create_mask_once(
@@ -156,6 +168,8 @@ def update_mask(mask: Mask, *, version: int, user: AbstractBaseUser | None = Non
         values.update(geometry(values["segmentation"], image))
     if "label" in values:
         check_label(values["label"], mask.project_id)
+    if "suggested_label" in values:
+        check_label(values["suggested_label"], mask.project_id)
     check_points(values.get("point_coords"), "point_coords")
     check_points(values.get("crop_box"), "crop_box", 4)
     if "status" in values:
@@ -181,6 +195,12 @@ def update_mask(mask: Mask, *, version: int, user: AbstractBaseUser | None = Non
     if values.get("status") == MaskStatus.ACCEPTED and mask.status != MaskStatus.ACCEPTED:
         masks_accepted(mask.project_id)
     mask.refresh_from_db()
+    if (
+        mask.status == MaskStatus.ACCEPTED
+        and mask.label_id is not None
+        and ("status" in values or "label" in values)
+    ):
+        masks_labelled(image.project)
     return mask
 
 

@@ -82,9 +82,16 @@ class ProjectDetail(generics.RetrieveUpdateDestroyAPIView):
 class LabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = Label
-        fields = ["id", "project", "name", "color"]
+        fields = ["id", "project", "name", "color", "synonyms"]
         read_only_fields = ["project"]
         validators: list = []
+
+    synonyms = serializers.ListField(
+        child=serializers.CharField(max_length=100, trim_whitespace=True),
+        max_length=50,
+        required=False,
+        help_text="other words 'find every <label>' accepts for this label (not open-vocabulary text)",
+    )
 
     def validate_color(self, value: str) -> str:
         import re

@@ -118,6 +118,8 @@ class Label(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
     name = models.CharField(max_length=100)
     color = models.CharField(max_length=7, default="#ff0000", help_text="#rrggbb")
+    # Other words a manager accepts for this label in "find every <label>" (not open vocabulary).
+    synonyms = models.JSONField(default=list, blank=True, help_text='["car", "automobile"]')
 
     class Meta:
         ordering = ["id"]

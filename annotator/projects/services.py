@@ -79,17 +79,33 @@ def validate_project_settings(value: Any) -> dict[str, Any]:
     return value
 
 
-def create_label(project: Project, *, name: str, color: str = "#ff0000") -> Label:
+def create_label(
+    project: Project, *, name: str, color: str = "#ff0000", synonyms: list[str] | None = None
+) -> Label:
     if not name.strip():
         raise ValidationError({"name": "a label needs a name"})
     try:
         with transaction.atomic():
-            return Label.objects.create(project=project, name=name.strip(), color=color)
+            return Label.objects.create(
+                project=project, name=name.strip(), color=color, synonyms=clean_synonyms(synonyms)
+            )
     except IntegrityError as exc:
         raise ValidationError({"name": f"the project already has a label named {name.strip()!r}"}) from exc
 
 
+def clean_synonyms(synonyms: list[str] | None) -> list[str]:
+    """Distinct, stripped, non-empty synonyms in their given order."""
+    seen: dict[str, str] = {}
+    for word in synonyms or []:
+        word = str(word).strip()
+        if word and word.casefold() not in seen:
+            seen[word.casefold()] = word
+    return list(seen.values())
+
+
 def update_label(label: Label, **fields: Any) -> Label:
+    if "synonyms" in fields:
+        fields["synonyms"] = clean_synonyms(fields["synonyms"])
     for key, value in fields.items():
         setattr(label, key, value)
     try:

@@ -96,7 +96,7 @@ def generator_for(model_version: ModelVersion, params: dict[str, Any]) -> Genera
     Built generators share the one loaded model; when the version changes the old ones are
     dropped so their model can be freed.
     """
-    factory_path = getattr(settings, "MASKMILL_MASK_GENERATOR", "") or DEFAULT_FACTORY
+    factory_path = settings.MASKMILL_MASK_GENERATOR or DEFAULT_FACTORY
     key = (factory_path, model_version.pk, json.dumps(params, sort_keys=True))
     with _generators_lock:
         found = _generators.get(key)

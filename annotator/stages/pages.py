@@ -10,11 +10,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
+from annotator import params  # noqa: F401 - registers the <id:...> converter
+from annotator.jobs import JobStatus
 from annotator.projects.access import ALL_ROLES, MANAGERS, get_project, role_in
 from annotator.projects.models import Stage
 from annotator.stages import selectors, services
 from annotator.stages.models import GenerationRun
-from annotator.training.models import JobStatus
 
 
 @login_required
@@ -62,6 +63,6 @@ def cancel_run_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 urlpatterns = [
-    path("projects/<int:pk>/stages/", stages_page, name="stages-page"),
-    path("generation-runs/<int:pk>/cancel/", cancel_run_page, name="cancel-run-page"),
+    path("projects/<id:pk>/stages/", stages_page, name="stages-page"),
+    path("generation-runs/<id:pk>/cancel/", cancel_run_page, name="cancel-run-page"),
 ]

@@ -8,6 +8,8 @@ import json
 from django.conf import settings
 from django.db import models
 
+from annotator.jobs import JobStatus  # also imported from here by older code
+
 
 class ModelFamily(models.TextChoices):
     VIT_B = "vit_b", "SAM ViT-B"
@@ -81,14 +83,6 @@ class TrainingTrigger(models.TextChoices):
     SCHEDULE = "schedule", "Schedule"
     THRESHOLD = "threshold", "New accepted masks threshold"
     MANUAL = "manual", "Manual"
-
-
-class JobStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
 
 
 class TrainingRun(models.Model):

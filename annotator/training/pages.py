@@ -128,4 +128,4 @@ def _act(request: HttpRequest, project: Project) -> str:
     raise ValidationError(f"unknown action {action[:40]!r}")
 
 
-urlpatterns = [path("projects/<int:pk>/training/", training_page, name="training-page")]
+urlpatterns = [path("projects/<id:pk>/training/", training_page, name="training-page")]

@@ -22,9 +22,10 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from annotator.jobs import TRANSIENT_ERRORS, UNFINISHED
 from annotator.projects.models import Project
 from annotator.training import data, learner
 from annotator.training.config import (
@@ -45,8 +46,7 @@ from annotator.training.services import model_device, model_version_for
 
 log = logging.getLogger(__name__)
 
-OPEN = (JobStatus.PENDING, JobStatus.RUNNING)
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+OPEN = UNFINISHED
 HEARTBEAT_SECONDS = 2.0
 
 
@@ -84,7 +84,7 @@ class RunBusy(Exception):
 
 
 def stale_after() -> timedelta:
-    return timedelta(seconds=int(getattr(settings, "MASKMILL_TRAIN_STALE_SECONDS", 600)))
+    return timedelta(seconds=settings.MASKMILL_TRAIN_STALE_SECONDS)
 
 
 def needed_masks(config: TrainingSettings) -> int:

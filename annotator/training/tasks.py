@@ -17,7 +17,7 @@ from annotator.training import runs
 
 log = logging.getLogger(__name__)
 
-TIME_LIMIT = int(getattr(settings, "MASKMILL_TRAIN_TIME_LIMIT", 6 * 3600))
+TIME_LIMIT = settings.MASKMILL_TRAIN_TIME_LIMIT
 
 
 @shared_task(

@@ -5,16 +5,16 @@ from django.urls import path
 from annotator.training import api
 
 urlpatterns = [
-    path("projects/<int:pk>/training", api.TrainingOverview.as_view(), name="training-overview"),
-    path("projects/<int:pk>/training-runs/", api.TrainingRunList.as_view(), name="training-run-list"),
-    path("training-runs/<int:pk>/", api.TrainingRunDetail.as_view(), name="training-run-detail"),
-    path("training-runs/<int:pk>/cancel", api.TrainingRunCancel.as_view(), name="training-run-cancel"),
-    path("projects/<int:pk>/model-versions/", api.ModelVersionList.as_view(), name="model-version-list"),
+    path("projects/<id:pk>/training", api.TrainingOverview.as_view(), name="training-overview"),
+    path("projects/<id:pk>/training-runs/", api.TrainingRunList.as_view(), name="training-run-list"),
+    path("training-runs/<id:pk>/", api.TrainingRunDetail.as_view(), name="training-run-detail"),
+    path("training-runs/<id:pk>/cancel", api.TrainingRunCancel.as_view(), name="training-run-cancel"),
+    path("projects/<id:pk>/model-versions/", api.ModelVersionList.as_view(), name="model-version-list"),
     path(
-        "projects/<int:pk>/model-versions/<int:version>/promote",
+        "projects/<id:pk>/model-versions/<id:version>/promote",
         api.ModelVersionPromote.as_view(),
         name="model-version-promote",
     ),
-    path("projects/<int:pk>/rollback", api.ProjectRollback.as_view(), name="project-rollback"),
-    path("projects/<int:pk>/training-schedule", api.TrainingSchedule.as_view(), name="training-schedule"),
+    path("projects/<id:pk>/rollback", api.ProjectRollback.as_view(), name="project-rollback"),
+    path("projects/<id:pk>/training-schedule", api.TrainingSchedule.as_view(), name="training-schedule"),
 ]

@@ -1,6 +1,6 @@
 """The annotation page's RLE (JavaScript, node) next to pycocotools (C) on the same masks, one run.
 
-Usage: /work/main/.venv/bin/python frontend/bench/rle_bench.py [--repeats 7]
+Usage: .venv/bin/python frontend/bench/rle_bench.py [--repeats 7]
 Prints median milliseconds for encode and decode, the JS/C ratio, and checks that both produce
 the same counts string.
 """

@@ -1,11 +1,47 @@
-// Undoable state for the mask being made (the "draft"): prompts, model candidates, brush edits.
+// The page's one state model: immutable plain objects held in a Store, replaced (never mutated) by
+// pure functions, with listeners told of every change. Two stores use it: the undoable draft
+// (History, below) and the image's masks (masks_state.js), which must not be undone by Ctrl+Z.
 //
-// The state is an immutable plain object; every user step commits a new one and pushes the old
-// one on the undo stack, so Ctrl+Z walks back across prompts and brush strokes alike. Masks
-// inside the state are COCO RLE objects (compact), never full-size pixel buffers, so a long
-// history of a 12-megapixel image stays small. Answers from the model arrive after the click
-// that asked for them: `patchWhere` fills them into whichever history entry made the request,
-// so undo/redo replays the prompt together with its answer.
+// The draft is the mask being made: prompts, model candidates, brush edits. Every user step commits
+// a new state and pushes the old one on the undo stack, so Ctrl+Z walks back across prompts and
+// brush strokes alike. Masks inside the state are COCO RLE objects (compact), never full-size pixel
+// buffers, so a long history of a 12-megapixel image stays small. Answers from the model arrive
+// after the click that asked for them: `patchWhere` fills them into whichever history entry made
+// the request, so undo/redo replays the prompt together with its answer.
+
+/** An immutable state and its listeners: `set` replaces the state (frozen), `update` maps it. */
+export class Store {
+  constructor(initial) {
+    this._present = Object.freeze(initial);
+    this._listeners = new Set();
+  }
+
+  get state() {
+    return this._present;
+  }
+
+  subscribe(listener) {
+    this._listeners.add(listener);
+    return () => this._listeners.delete(listener);
+  }
+
+  /** Replace the state; listeners hear of it only when it is a different object. */
+  set(state) {
+    if (state !== this._present) this._set(Object.freeze(state));
+    return this._present;
+  }
+
+  /** `fn(state) → state`: a pure step on the present state. */
+  update(fn, ...args) {
+    return this.set(fn(this._present, ...args));
+  }
+
+  _set(state) {
+    const previous = this._present;
+    this._present = state;
+    for (const listener of this._listeners) listener(state, previous);
+  }
+}
 
 export const EMPTY_DRAFT = Object.freeze({
   points: Object.freeze([]), // [{x, y, label: 1|0}] in image pixels
@@ -18,17 +54,13 @@ export const EMPTY_DRAFT = Object.freeze({
   baseMask: null, // {id, version, rle, label, source} when started from a stored mask
 });
 
-export class History {
+/** The undoable draft: a Store whose every `commit` can be undone and redone. */
+export class History extends Store {
   constructor(initial = EMPTY_DRAFT, { limit = 300 } = {}) {
-    this._present = initial;
+    super(initial);
     this._past = [];
     this._future = [];
     this._limit = limit;
-    this._listeners = new Set();
-  }
-
-  get state() {
-    return this._present;
   }
 
   get canUndo() {
@@ -37,11 +69,6 @@ export class History {
 
   get canRedo() {
     return this._future.length > 0;
-  }
-
-  subscribe(listener) {
-    this._listeners.add(listener);
-    return () => this._listeners.delete(listener);
   }
 
   /** A user step: the new state becomes present, the old one undoable. */
@@ -84,10 +111,10 @@ export class History {
     if (next !== this._present) this._set(next);
   }
 
-  _set(state) {
-    const previous = this._present;
-    this._present = state;
-    for (const listener of this._listeners) listener(state, previous);
+  /** Outside the undo stack, `set` is a reset: nothing to undo into. */
+  set(state) {
+    this.reset(state);
+    return this._present;
   }
 }
 

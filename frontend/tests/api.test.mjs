@@ -3,7 +3,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { ApiClient, ApiError, ConflictError, MemoryStorage, SaveQueue, backoffDelay, errorMessage } from "../js/api.js";
+import { ApiClient, ApiError, ConflictError, backoffDelay, errorMessage } from "../js/api.js";
+import { MemoryStorage, SaveQueue } from "../js/save_queue.js";
 
 /** A tiny mask server: `script` is a list of responses (status, body) served in order per route. */
 async function startServer(handler) {

@@ -21,3 +21,12 @@ test("an id without a name is never shown as a bare number", () => {
   assert.equal(maskAuthor({ annotator: "12", source: "manual" }), "user #12");
   assert.notEqual(maskAuthor({ annotator: 3, annotator_name: "", source: "manual" }), "3");
 });
+
+test("the page's own user is named even when the server sent only their id", () => {
+  const me = { id: 7, username: "alice" };
+  assert.equal(maskAuthor({ annotator: 7, source: "manual" }, me), "alice");
+  assert.equal(maskAuthor({ annotator: "7", source: "manual" }, me), "alice");
+  assert.equal(maskAuthor({ annotator: 8, source: "manual" }, me), "user #8");
+  assert.equal(maskAuthor({ annotator: { id: 9 }, source: "manual" }, me), "user #9");
+  assert.equal(maskAuthor({ annotator: null, source: "auto" }, me), "model");
+});

@@ -83,3 +83,15 @@ test("candidates cycle both ways", () => {
   assert.equal(cycleIndex(0, 3, -1), 2);
   assert.equal(cycleIndex(0, 0), 0);
 });
+
+test("the draft history is a Store: `set` outside the undo stack starts a fresh history", () => {
+  const h = new History();
+  h.commit({ box: [0, 0, 1, 1] });
+  const seen = [];
+  h.subscribe((state) => seen.push(state.box));
+  h.set({ ...EMPTY_DRAFT, box: [1, 1, 2, 2] });
+  assert.deepEqual(h.state.box, [1, 1, 2, 2]);
+  assert.equal(h.canUndo, false);
+  assert.deepEqual(seen, [[1, 1, 2, 2]]);
+  assert.ok(Object.isFrozen(h.state));
+});

@@ -8,7 +8,10 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _isolated_platform(settings, tmp_path):
+    from django.core.cache import cache
+
     from annotator.celery import app
+    from annotator.suggestions.services import forget_heads
     from annotator.training.services import forget_model_versions
 
     settings.MEDIA_ROOT = str(tmp_path / "media")
@@ -17,6 +20,10 @@ def _isolated_platform(settings, tmp_path):
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
     forget_model_versions()  # rows remembered by an earlier test may have been rolled back or flushed
+    # keys naming rows of an earlier test (whose ids the next test reuses), login-failure counters
+    # and throttle history
+    cache.clear()
+    forget_heads()
     yield
     app.conf.task_always_eager = eager
     forget_model_versions()

@@ -11,9 +11,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from annotator.annotation import services
+from annotator.annotation.models import AnnotationSession
 from annotator.images.models import Image, ImageStatus
 from annotator.masks.models import Mask, MaskStatus
-from annotator.stages.models import AnnotationSession
 from engine.masks import encode_rle
 from tests.annotator.annotation_fixtures import add_picture, disk_mask, disk_picture
 
@@ -118,7 +118,7 @@ def test_static_files_of_the_page_are_found():
         "maskmill/js/app.js",
         "maskmill/css/annotate.css",
         "maskmill/js/rle.js",
-        "annotation/review.js",
+        "maskmill/js/review.js",
     ):
         assert finders.find(name), name
 

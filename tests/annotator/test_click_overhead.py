@@ -17,8 +17,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotator.annotation import services
+from annotator.annotation.models import AnnotationSession
 from annotator.projects.models import Project
-from annotator.stages.models import AnnotationSession
 from annotator.training import services as training
 from annotator.training.models import ModelVersion
 from tests.annotator.annotation_fixtures import add_picture, disk_picture, tiny_sam  # noqa: F401
@@ -33,7 +33,7 @@ def _no_time_based_writes(monkeypatch):
     """No memo expiry and no batched click write in the middle of a counted click, however slow
     the machine: those are once every few seconds, tested on their own below."""
     monkeypatch.setattr(training, "VERSION_MEMO_SECONDS", 3600.0)
-    monkeypatch.setattr(services, "CLICK_FLUSH_SECONDS", 3600.0)
+    monkeypatch.setattr(services.visits, "CLICK_FLUSH_SECONDS", 3600.0)
     services.reset_caches()
     yield
     services.reset_caches()
@@ -199,7 +199,7 @@ def test_note_activity_writes_nothing_on_most_clicks(
             services.note_activity(image, annotator, clicks=1)
     session = AnnotationSession.objects.get(image=image, annotator=annotator)
     assert session.clicks == 0
-    monkeypatch.setattr(services, "CLICK_FLUSH_SECONDS", 0.0)  # the batch's seconds are over
+    monkeypatch.setattr(services.visits, "CLICK_FLUSH_SECONDS", 0.0)  # the batch's seconds are over
     with django_assert_num_queries(1):
         services.note_activity(image, annotator, clicks=1)
     session.refresh_from_db()

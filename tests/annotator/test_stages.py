@@ -10,11 +10,12 @@ from django.core.management import CommandError, call_command
 
 from annotator.images.models import Image
 from annotator.images.services import ingest_files
+from annotator.jobs import JobStatus
 from annotator.masks.models import Mask, MaskSource, MaskStatus
 from annotator.masks.services import create_mask, update_mask
 from annotator.stages import generation, selectors, services
 from annotator.stages.models import GenerationItem, GenerationRun
-from annotator.training.models import JobStatus, ModelVersion
+from annotator.training.models import ModelVersion
 from engine.masks import encode_rle
 from tests.integration.pipeline_support import expected_mask_count, shapes_image, shapes_png
 

@@ -1,5 +1,6 @@
 """With DEBUG off (gunicorn in docker) the annotation page's JavaScript must still be served:
-collectstatic, then a request for one of the page's modules answers 200 through WhiteNoise."""
+collectstatic, then requests for the page's modules (the entry module and every module it
+imports, relative to it) and the review page's script answer 200 through WhiteNoise."""
 
 import os
 import subprocess
@@ -15,8 +16,16 @@ from django.core.management import call_command
 call_command("collectstatic", interactive=False, verbosity=0)
 from django.test import Client
 client = Client(SERVER_NAME="localhost")
-response = client.get("/static/maskmill/js/app.js", secure=True)
-body = b"".join(response.streaming_content) if response.streaming else response.content
+import re
+def get(path):
+    response = client.get(path, secure=True)
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return response, body
+imported = re.findall(r'from "\\./([a-z_]+\\.js)"', get("/static/maskmill/js/app.js")[1].decode())
+for name in ("review.js", *sorted(set(imported))):
+    response, body = get(f"/static/maskmill/js/{name}")
+    print("module", name, response.status_code, response["Content-Type"], sep="|")
+response, body = get("/static/maskmill/js/app.js")
 print(response.status_code, response["Content-Type"], len(body), sep="|")
 """
 
@@ -35,5 +44,10 @@ def test_static_files_are_served_with_debug_off(tmp_path):
         [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    status, content_type, size = done.stdout.strip().splitlines()[-1].split("|")
+    lines = done.stdout.strip().splitlines()
+    status, content_type, size = lines[-1].split("|")
     assert status == "200" and "javascript" in content_type and int(size) > 1000
+    modules = [line.split("|")[1:] for line in lines if line.startswith("module|")]
+    assert len(modules) > 10, modules
+    for name, module_status, module_type in modules:
+        assert module_status == "200" and "javascript" in module_type, name

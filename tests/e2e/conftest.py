@@ -66,8 +66,10 @@ def server(django_db_setup, django_db_blocker):
 def _e2e_platform(settings, tmp_path, transactional_db):
     from annotator.annotation import services
     from annotator.celery import app
+    from annotator.suggestions.services import forget_heads
     from annotator.training.services import forget_loaded_models
 
+    forget_heads()
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.MASKMILL_LOGITS_DIR = tmp_path / "logits"
     settings.MASKMILL_MODEL_TYPE = ""
@@ -91,9 +93,17 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def context(browser, request, server):
-    """A fresh browser context (own cookies and localStorage); screenshots of every page at the end."""
+    """A fresh browser context (own cookies and localStorage); screenshots of every page at the end.
+    An exception the page's scripts did not catch fails the test: most would otherwise only show as
+    a key or click that silently did nothing."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 800}, base_url=server.url)
     ctx.set_default_timeout(15_000)
+    page_errors: list[str] = []
+
+    def watch(page) -> None:
+        page.on("pageerror", lambda error: page_errors.append(f"{page.url}: {error}"))
+
+    ctx.on("page", watch)
     yield ctx
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     failed = getattr(request.node, "e2e_failed", False)
@@ -108,6 +118,7 @@ def context(browser, request, server):
         except Exception as exc:  # a crashed page must not hide the test's own error
             print(f"screenshot of {request.node.name}{suffix} failed: {exc}")
     ctx.close()
+    assert not page_errors, "uncaught errors in the page's scripts:\n" + "\n".join(page_errors)
 
 
 def login(ctx, server, user):

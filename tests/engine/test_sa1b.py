@@ -17,10 +17,12 @@ from engine.sa1b import (
     ANNOTATION_KEYS,
     SA1BFormatError,
     SA1BImage,
+    completed_image_ids,
     iter_dataset,
     iter_shard,
     loads_record,
     make_record,
+    placeholder,
     read_manifest,
     read_record,
     write_shards,
@@ -136,6 +138,32 @@ def test_resume_keeps_complete_shards_and_rewrites_damaged_ones(tmp_path):
     assert hashlib.sha256(second.read_bytes()).hexdigest() == manifest[1]["sha256"]  # rewritten
     with pytest.raises(ValueError, match="other images"):
         write_shards(dataset(n=3), out, images_per_shard=1)
+
+
+def test_a_run_interrupted_mid_shard_resumes_after_its_last_complete_shard(tmp_path):
+    complete = tmp_path / "complete"
+    reference = write_shards(dataset(), complete, images_per_shard=2)
+
+    def dies_in_shard_two():
+        for number, item in enumerate(dataset()):
+            if number == 3:
+                raise KeyboardInterrupt("killed")
+            yield item
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(dies_in_shard_two(), out, images_per_shard=2)
+    assert [entry["shard"] for entry in read_manifest(out / "manifest.json")] == [0]
+    done = completed_image_ids(out)
+    assert done == {10, 11}
+    first = (out / reference[0]["file"]).stat().st_mtime_ns
+    items = (placeholder(i.image_id) if i.image_id in done else i for i in dataset())
+    assert write_shards(items, out, images_per_shard=2) == reference
+    assert (out / reference[0]["file"]).stat().st_mtime_ns == first
+    for entry in reference:
+        assert (out / entry["file"]).read_bytes() == (complete / entry["file"]).read_bytes()
+    assert (out / "manifest.json").read_bytes() == (complete / "manifest.json").read_bytes()
+    assert not list(out.glob("*.partial"))
 
 
 def test_writer_refuses_unordered_or_invalid_input(tmp_path):

@@ -9,10 +9,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotator.stages import selectors, services
+from annotator.jobs import UNFINISHED, JobStatus
+from annotator.stages import items, selectors, services
 from annotator.stages.management.commands._common import add_filter_argument, find_project, parse_filter_args
 from annotator.stages.models import GenerationMode, GenerationRun
-from annotator.training.models import JobStatus
 
 
 class Command(BaseCommand):
@@ -70,13 +70,13 @@ class Command(BaseCommand):
         from annotator.stages.models import GenerationItem
 
         item_ids = list(
-            GenerationItem.objects.filter(run=run, status__in=services.UNFINISHED).values_list(
+            GenerationItem.objects.filter(run=run, status__in=UNFINISHED).values_list(
                 "pk", flat=True
             )
         )
         with tqdm(total=len(item_ids), unit="img", desc=f"run {run.pk}") as bar:
             for item_id in item_ids:
-                outcome = services.process_item(item_id, worker="manage.py generate --inline")
+                outcome = items.process_item(item_id, worker="manage.py generate --inline")
                 bar.set_postfix(last=outcome, refresh=False)
                 bar.update(1)
 

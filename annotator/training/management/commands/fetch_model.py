@@ -12,8 +12,7 @@ from engine.checkpoints import CHECKPOINTS, DownloadError, download
 
 
 def model_store() -> Path:
-    base_dir = Path(getattr(settings, "BASE_DIR", Path.cwd()))
-    return Path(getattr(settings, "MASKMILL_MODEL_STORE", base_dir / "var" / "models"))
+    return Path(settings.MASKMILL_MODEL_STORE)
 
 
 class Command(BaseCommand):

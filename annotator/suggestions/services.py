@@ -1,0 +1,326 @@
+"""Training, gating and use of a project's label head.
+
+A head belongs to a feature source: the model version whose stored embeddings it read (a decoder-only
+fine-tune shares its parent's embeddings, so it looks its head up through the same version), or none
+for the classic segmenter. It is trained from accepted, labelled masks of ``train`` images, evaluated
+on ``val`` images, and becomes active only when it is at least as good there as the active head.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+
+from annotator.images.models import Split
+from annotator.masks.models import Mask, MaskStatus
+from annotator.projects.models import Label, Project
+from annotator.suggestions.features import ImageFeatures, masks_with_features
+from annotator.suggestions.models import HeadStatus, HeadTrigger, LabelHeadVersion
+from annotator.training.models import ModelVersion
+from engine.labels import LabelHead, LabelHeadError, evaluate_label_head, train_label_head
+
+log = logging.getLogger(__name__)
+
+
+class SuggestionsUnavailable(Exception):
+    """Why a project gets no suggestions (no head yet, too few labelled masks): shown in the page."""
+
+
+def current_labels(project: Project) -> dict[int, str]:
+    return dict(Label.objects.filter(project=project).values_list("id", "name"))
+
+
+def feature_version(project: Project) -> ModelVersion | None:
+    """The model version whose embeddings the project's head reads (None: the classic segmenter).
+    A version sharing its parent's encoder reads the parent's embeddings."""
+    from annotator.training.services import model_version_for
+
+    version = model_version_for(project)
+    encoder_id = getattr(version, "encoder_id", None)
+    if version is not None and encoder_id and encoder_id != version.pk:
+        return ModelVersion.objects.get(pk=encoder_id)
+    return version
+
+
+def feature_source_id(version: ModelVersion | None) -> int | None:
+    """The id heads are stored under: the version whose encoder made the embeddings."""
+    if version is None:
+        return None
+    return getattr(version, "encoder_id", None) or version.pk
+
+
+# ---- training -----------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelledSet:
+    features: np.ndarray
+    labels: list[int]
+    mask_ids: list[int]
+
+
+def labelled_masks(project: Project, split: str):
+    limit = settings.MASKMILL_LABEL_MAX_TRAIN_MASKS
+    return (
+        Mask.objects.filter(
+            project=project, status=MaskStatus.ACCEPTED, label__isnull=False, image__split=split
+        )
+        .select_related("image")
+        .order_by("image_id", "id")[:limit]
+    )
+
+
+def labelled_set(project: Project, version: ModelVersion | None, split: str) -> LabelledSet:
+    rows = list(masks_with_features(labelled_masks(project, split), version))
+    features = np.stack([f for _, f in rows]) if rows else np.zeros((0, 0), np.float32)
+    return LabelledSet(features, [m.label_id for m, _ in rows], [m.pk for m, _ in rows])
+
+
+def train_head(
+    project: Project, trigger: str = HeadTrigger.MANUAL, training_run: Any = None, promote: bool = True
+) -> LabelHeadVersion:
+    """Train a head on the project's labelled train-split masks, evaluate it (and the active head) on
+    the val split, store it, and promote it when ``promote`` and it is no worse than the active one.
+    Raises LabelHeadError when the data cannot train a head (the message says what is missing)."""
+    version = feature_version(project)
+    names = current_labels(project)
+    train = labelled_set(project, version, Split.TRAIN)
+    head = train_label_head(
+        train.features,
+        train.labels,
+        names,
+        kind="classic" if version is None else "embedding",
+        min_per_label=settings.MASKMILL_LABEL_MIN_MASKS_PER_LABEL,
+    )
+    val = labelled_set(project, version, Split.VAL)
+    metrics = evaluate_label_head(head, val.features, val.labels) if val.labels else {"n": 0}
+    metrics["train_masks"] = len(train.labels)
+    active = active_head_row(project, version)
+    promote_now, reason = gate(metrics, active, val)
+    with transaction.atomic():
+        row = LabelHeadVersion.objects.create(
+            project=project,
+            model_version=version,
+            kind=head.kind,
+            trigger=trigger,
+            training_run=training_run,
+            data=head.to_bytes(),
+            masks_trained=len(train.labels),
+            metrics=metrics,
+            reason=reason,
+        )
+        if promote and promote_now:
+            activate(row)
+    return row
+
+
+def gate(metrics: dict, active: LabelHeadVersion | None, val: LabelledSet) -> tuple[bool, str]:
+    """Promote when there is no active head, or when the candidate's val top-1 is not below the
+    active head's on the same masks (re-evaluated now: the val split may have grown)."""
+    if active is None:
+        return True, "no active head: the first one is promoted"
+    if not val.labels:
+        return True, "no labelled val-split masks to compare on: the newer head (more data) is promoted"
+    current = evaluate_label_head(load_head(active), val.features, val.labels)
+    new, old = metrics.get("top1") or 0.0, current.get("top1") or 0.0
+    if new + 1e-9 >= old:
+        return True, f"val top-1 {new:.3f} ≥ active head's {old:.3f}"
+    return (
+        False,
+        f"val top-1 {new:.3f} < active head's {old:.3f} on the same {len(val.labels)} masks: "
+        "kept as candidate",
+    )
+
+
+@transaction.atomic
+def activate(row: LabelHeadVersion) -> None:
+    LabelHeadVersion.objects.filter(
+        project_id=row.project_id, model_version_id=row.model_version_id, status=HeadStatus.ACTIVE
+    ).exclude(pk=row.pk).update(status=HeadStatus.RETIRED)
+    LabelHeadVersion.objects.filter(pk=row.pk).update(status=HeadStatus.ACTIVE)
+    row.status = HeadStatus.ACTIVE
+
+
+def heads_for_run(training_run: Any) -> None:
+    """Train the head alongside a model training run; it is promoted with the model version (the
+    training run promotes by calling :func:`promote_with_version`)."""
+    try:
+        train_head(training_run.project, HeadTrigger.TRAINING_RUN, training_run=training_run, promote=False)
+    except LabelHeadError as exc:
+        log.info("training run %s: no label head (%s)", training_run.pk, exc)
+
+
+def promote_with_version(training_run: Any) -> None:
+    """The model version of ``training_run`` was promoted: its head goes live with it."""
+    row = LabelHeadVersion.objects.filter(training_run=training_run).first()
+    if row is not None:
+        activate(row)
+
+
+def note_labelled_masks(project: Project) -> bool:
+    """Called when masks are accepted with a label: queues a cheap head retraining when
+    ``MASKMILL_LABEL_RETRAIN_EVERY`` new labelled masks arrived since the last head. True if queued."""
+    every = settings.MASKMILL_LABEL_RETRAIN_EVERY
+    if every <= 0:
+        return False
+    last = LabelHeadVersion.objects.filter(project=project).order_by("-id").first()
+    trained = 0 if last is None else last.masks_trained
+    labelled = Mask.objects.filter(
+        project=project, status=MaskStatus.ACCEPTED, label__isnull=False, image__split=Split.TRAIN
+    ).count()
+    if labelled - trained < every:
+        return False
+    # One queued retraining at a time per project (each accepted mask past the threshold would
+    # queue another); the task lets go of the key when it ends, the timeout when its worker died.
+    if not cache.add(retrain_key(project.pk), "queued", timeout=600):
+        return False
+    from annotator.suggestions.tasks import train_label_head_task
+
+    transaction.on_commit(lambda: train_label_head_task.delay(project.pk))
+    return True
+
+
+def retrain_key(project_id: int) -> str:
+    return f"maskmill:label-head-queued:{project_id}"
+
+
+# ---- using the head -----------------------------------------------------------------------------
+
+_heads: dict[tuple, LabelHead] = {}
+_heads_lock = threading.Lock()
+
+
+def active_head_row(project: Project, version: ModelVersion | None) -> LabelHeadVersion | None:
+    return (
+        LabelHeadVersion.objects.filter(
+            project=project, model_version_id=feature_source_id(version), status=HeadStatus.ACTIVE
+        )
+        .defer("data")
+        .order_by("-id")
+        .first()
+    )
+
+
+def load_head(row: LabelHeadVersion) -> LabelHead:
+    """The head of a row, parsed once per process (rows never change: a new head is a new row; the
+    creation time is in the key so a test database reusing ids never meets a stale head)."""
+    key = (row.pk, row.created_at)
+    with _heads_lock:
+        head = _heads.get(key)
+    if head is None:
+        data = LabelHeadVersion.objects.filter(pk=row.pk).values_list("data", flat=True).get()
+        head = LabelHead.from_bytes(bytes(data))
+        with _heads_lock:
+            if len(_heads) > 64:
+                _heads.clear()
+            _heads[key] = head
+    return head
+
+
+def head_for(project: Project, version: ModelVersion | None) -> LabelHead:
+    row = active_head_row(project, version)
+    if row is None:
+        need = settings.MASKMILL_LABEL_MIN_MASKS_PER_LABEL
+        raise SuggestionsUnavailable(
+            f"no label suggestions yet: they are learned from accepted, labelled masks (at least 2 labels "
+            f"with {need} masks each in train-split images), then trained from the dashboard or automatically"
+        )
+    return load_head(row)
+
+
+def suggest(
+    head: LabelHead, source: ImageFeatures, masks: list[np.ndarray], labels: dict[int, str]
+) -> list[dict]:
+    return [
+        head.suggest(source.features(mask), top_k=3, current_labels=labels).as_dict()
+        if mask.any()
+        else {"unknown": True, "labels": []}
+        for mask in masks
+    ]
+
+
+# ---- suggestions for a click's answer -------------------------------------------------------------
+
+_active: dict[tuple[int, int | None], tuple[float, LabelHeadVersion | None]] = {}
+ACTIVE_HEAD_TTL = 5.0  # seconds a process trusts its lookup of the active head (a click does none)
+
+
+def cached_head(project: Project, version: ModelVersion | None) -> LabelHead:
+    """``head_for`` without a query per click: the active row is looked up at most every few seconds
+    (a newly promoted head is used within ``ACTIVE_HEAD_TTL``)."""
+    import time
+
+    key = (project.pk, feature_source_id(version))
+    now = time.monotonic()
+    with _heads_lock:
+        hit = _active.get(key)
+    if hit is None or now - hit[0] > ACTIVE_HEAD_TTL:
+        row = active_head_row(project, version)
+        with _heads_lock:
+            if len(_active) > 256:
+                _active.clear()
+            _active[key] = (now, row)
+    else:
+        row = hit[1]
+    if row is None:
+        return head_for(project, version)  # raises SuggestionsUnavailable with the reason
+    return load_head(row)
+
+
+def forget_heads() -> None:
+    with _heads_lock:
+        _heads.clear()
+        _active.clear()
+
+
+def embedding_of(model: Any, state: Any) -> np.ndarray:
+    """The (C, h, w) image embedding held by a decode state; a prepared state holds it with the
+    model's no-mask embedding added (the decoder's first step), which is taken off again."""
+    if state.features is not None:
+        return state.features[0].detach().float().cpu().numpy()
+    tokens = state.prepared.tokens[0] - model.prompt_encoder.no_mask_embed.weight
+    h, w = state.prepared.grid
+    return tokens.detach().float().cpu().numpy().T.reshape(-1, h, w)
+
+
+def answer_suggestions(
+    project: Project,
+    model_version: ModelVersion | None,
+    *,
+    model: Any = None,
+    state: Any = None,
+    low_res: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
+    pixels: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Top-3 label suggestions for each mask of a predict answer: from the decode state's embedding
+    and the low-res logits for SAM-family models (no upsampling needed), from the pixels and the
+    masks for the classic segmenter. ``{"suggestions_unavailable": reason}`` when there is no head."""
+    try:
+        head = cached_head(project, model_version)
+    except SuggestionsUnavailable as exc:
+        return {"suggestions_unavailable": str(exc)}
+    labels = current_labels(project)
+    if model_version is None:
+        if pixels is None or masks is None:
+            return {"suggestions_unavailable": "the image's pixels are not at hand"}
+        source, shapes = ImageFeatures(pixels=pixels), list(masks)
+    else:
+        img_size = int(model.image_encoder.img_size)
+        in_h, in_w = state.input_size
+        grid = np.asarray(low_res).shape[-1]
+        rows, cols = -(-in_h * grid // img_size), -(-in_w * grid // img_size)
+        shapes = [m[:rows, :cols] > 0 for m in np.asarray(low_res).reshape(-1, grid, grid)]
+        source = ImageFeatures(
+            embedding=embedding_of(model, state), input_size=(in_h, in_w), img_size=img_size
+        )
+    if head.kind != ("classic" if model_version is None else "embedding"):
+        return {"suggestions_unavailable": "the label head was trained for another model; retrain it"}
+    return {"suggestions": suggest(head, source, shapes, labels)}
