@@ -43,3 +43,18 @@ class ApiErrorsMiddleware:
 
 def json_error(status: int, detail: str) -> JsonResponse:
     return JsonResponse({"detail": detail}, status=status)
+
+
+class ContentSecurityPolicyMiddleware:
+    """``Content-Security-Policy`` (setting ``MASKMILL_CSP``) on every response that has none: pages
+    run only Maskmill's own scripts and load only its own styles, images and API. Empty disables."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.policy = settings.MASKMILL_CSP
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if self.policy and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = self.policy
+        return response

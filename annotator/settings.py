@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "django_celery_beat",
     "annotator.accounts",
     "annotator.projects",
@@ -81,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # /api/...: errors Django raises outside DRF (a body over the limit, 404s) answer JSON too.
     "annotator.middleware.ApiErrorsMiddleware",
+    "annotator.middleware.ContentSecurityPolicyMiddleware",
     # Serves collected static files (the annotation page's modules, the admin) from gunicorn in
     # production, where nothing else would; in DEBUG runserver serves them itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -323,6 +325,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Projects, images, masks and the data-engine stages of Maskmill.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # <id:pk> (annotator.params.IdConverter): a bigint id.
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {
@@ -333,6 +338,19 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Security (production: DEBUG=0) -------------------------------------------------------------
+# Content-Security-Policy of every response (annotator.middleware): Maskmill's own scripts only,
+# its own styles (inline style attributes and blocks of its templates allowed), images from itself
+# (and from the object store, which the image file view redirects to). Empty: no header.
+_IMAGE_SOURCES = "'self' data: blob:"
+if MASKMILL_S3_BUCKET:
+    _endpoint = os.environ.get("AWS_S3_ENDPOINT_URL", "")
+    _IMAGE_SOURCES += f" {_endpoint.rstrip('/')}" if _endpoint else " https://*.amazonaws.com"
+MASKMILL_CSP = os.environ.get(
+    "MASKMILL_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    f"img-src {_IMAGE_SOURCES}; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)

@@ -3,12 +3,12 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from annotator import params  # noqa: F401 - registers the <id:...> converter
 from annotator.accounts.api import ObtainToken
 from annotator.accounts.forms import AdminLoginForm, LoginForm
-from annotator.health import healthz
+from annotator.health import favicon, healthz
 from annotator.images import api as images_api
 from annotator.masks import api as masks_api
 from annotator.projects import api as projects_api
@@ -34,11 +34,12 @@ api = [
     path("", include("annotator.training.urls")),
     path("", include("annotator.suggestions.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
 ]
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon),
     path("", project_views.projects_page, name="projects-page"),
     path("projects/<id:pk>/", project_views.project_page, name="project-page"),
     path("", include("annotator.stages.pages")),

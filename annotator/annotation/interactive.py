@@ -260,6 +260,7 @@ class ClassicState:
     predictor: Any
     lock: threading.Lock
     nbytes: int
+    pixels: Any = None  # the RGB image (label suggestions describe a mask by its pixels)
 
 
 def select_logits(entry: LogitsEntry, mask_index: int | None) -> np.ndarray:

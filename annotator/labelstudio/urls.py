@@ -2,6 +2,7 @@
 
 from django.urls import include, path
 
+from annotator import params  # noqa: F401 - registers the <id:...> converter
 from annotator.labelstudio import api, views
 
 backend = [
@@ -14,13 +15,13 @@ backend = [
 ]
 
 api_urls = [
-    path("projects/<int:pk>/labelstudio", api.ConnectionView.as_view(), name="ls-connection"),
-    path("projects/<int:pk>/labelstudio/push", api.Push.as_view(), name="ls-push"),
-    path("projects/<int:pk>/labelstudio/pull", api.Pull.as_view(), name="ls-pull"),
+    path("projects/<id:pk>/labelstudio", api.ConnectionView.as_view(), name="ls-connection"),
+    path("projects/<id:pk>/labelstudio/push", api.Push.as_view(), name="ls-push"),
+    path("projects/<id:pk>/labelstudio/pull", api.Pull.as_view(), name="ls-pull"),
 ]
 
 urlpatterns = [
-    path("ls/<int:project_id>/", include(backend)),
+    path("ls/<id:project_id>/", include(backend)),
     path("api/", include(api_urls)),
-    path("projects/<int:pk>/labelstudio/", views.labelstudio_page, name="labelstudio-page"),
+    path("projects/<id:pk>/labelstudio/", views.labelstudio_page, name="labelstudio-page"),
 ]

@@ -8,6 +8,7 @@ on ``val`` images, and becomes active only when it is at least as good there as 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -146,6 +147,8 @@ def activate(row: LabelHeadVersion) -> None:
     ).exclude(pk=row.pk).update(status=HeadStatus.RETIRED)
     LabelHeadVersion.objects.filter(pk=row.pk).update(status=HeadStatus.ACTIVE)
     row.status = HeadStatus.ACTIVE
+    with _heads_lock:  # this process uses it at once; others within the memo's few seconds
+        _active.clear()
 
 
 def heads_for_run(training_run: Any) -> None:
@@ -227,12 +230,16 @@ def load_head(row: LabelHeadVersion) -> LabelHead:
 def head_for(project: Project, version: ModelVersion | None) -> LabelHead:
     row = active_head_row(project, version)
     if row is None:
-        need = settings.MASKMILL_LABEL_MIN_MASKS_PER_LABEL
-        raise SuggestionsUnavailable(
-            f"no label suggestions yet: they are learned from accepted, labelled masks (at least 2 labels "
-            f"with {need} masks each in train-split images), then trained from the dashboard or automatically"
-        )
+        raise SuggestionsUnavailable(no_head_reason())
     return load_head(row)
+
+
+def no_head_reason() -> str:
+    need = settings.MASKMILL_LABEL_MIN_MASKS_PER_LABEL
+    return (
+        f"no label suggestions yet: they are learned from accepted, labelled masks (at least 2 labels "
+        f"with {need} masks each in train-split images), then trained from the dashboard or automatically"
+    )
 
 
 def suggest(
@@ -248,30 +255,39 @@ def suggest(
 
 # ---- suggestions for a click's answer -------------------------------------------------------------
 
-_active: dict[tuple[int, int | None], tuple[float, LabelHeadVersion | None]] = {}
-ACTIVE_HEAD_TTL = 5.0  # seconds a process trusts its lookup of the active head (a click does none)
+_active: dict[tuple[int, int | None], tuple[float, LabelHeadVersion | None, dict[int, str]]] = {}
 
 
-def cached_head(project: Project, version: ModelVersion | None) -> LabelHead:
-    """``head_for`` without a query per click: the active row is looked up at most every few seconds
-    (a newly promoted head is used within ``ACTIVE_HEAD_TTL``)."""
+def cached_head(project: Project, version: ModelVersion | None) -> tuple[LabelHead, dict[int, str]]:
+    """The active head and the project's current labels with no query on most clicks: both are read
+    again after the model-version memo's few seconds (``training.services.VERSION_MEMO_SECONDS``),
+    so a newly promoted head or a renamed label counts within them. ``prepare`` warms it."""
     import time
+
+    from annotator.training import services as training
 
     key = (project.pk, feature_source_id(version))
     now = time.monotonic()
     with _heads_lock:
         hit = _active.get(key)
-    if hit is None or now - hit[0] > ACTIVE_HEAD_TTL:
+    if hit is None or now - hit[0] > training.VERSION_MEMO_SECONDS:
         row = active_head_row(project, version)
+        labels = current_labels(project) if row is not None else {}
         with _heads_lock:
             if len(_active) > 256:
                 _active.clear()
-            _active[key] = (now, row)
+            _active[key] = (now, row, labels)
     else:
-        row = hit[1]
+        row, labels = hit[1], hit[2]
     if row is None:
-        return head_for(project, version)  # raises SuggestionsUnavailable with the reason
-    return load_head(row)
+        raise SuggestionsUnavailable(no_head_reason())
+    return load_head(row), labels
+
+
+def warm_suggestions(project: Project, version: ModelVersion | None) -> None:
+    """Look the head up before the first click (the image is being prepared anyway)."""
+    with contextlib.suppress(SuggestionsUnavailable):
+        cached_head(project, version)
 
 
 def forget_heads() -> None:
@@ -304,10 +320,9 @@ def answer_suggestions(
     and the low-res logits for SAM-family models (no upsampling needed), from the pixels and the
     masks for the classic segmenter. ``{"suggestions_unavailable": reason}`` when there is no head."""
     try:
-        head = cached_head(project, model_version)
+        head, labels = cached_head(project, model_version)
     except SuggestionsUnavailable as exc:
         return {"suggestions_unavailable": str(exc)}
-    labels = current_labels(project)
     if model_version is None:
         if pixels is None or masks is None:
             return {"suggestions_unavailable": "the image's pixels are not at hand"}

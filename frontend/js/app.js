@@ -5,18 +5,17 @@
 // {imageId, projectId, csrfToken, apiBase, labels, user, nextImageUrl, prevImageUrl,
 // secondsPerMaskHint, leaseSeconds}.
 
+import { Actions } from "./actions.js";
 import { ApiClient } from "./api.js";
 import { CanvasView, sameLayers } from "./canvas_view.js";
 import { MaskEffort } from "./effort.js";
-import { zoomAt } from "./geometry.js";
-import { actionForEvent, helpRows } from "./keymap.js";
 import { LabelPicker } from "./label_picker.js";
 import { LeaseHeartbeat } from "./lease.js";
-import { MaskEditor } from "./mask_editor.js";
+import { MaskEditor, describeDraft } from "./mask_editor.js";
 import { renderMaskList } from "./mask_list_view.js";
 import { EMPTY_MASKS, applySaved, isSelectedProposal, labelById, maskRgb, openImage, proposalsLeft, reflectQueue,
   select, visibleMasks } from "./masks_state.js";
-import { $, csrfCookie, goToImage, kbd, loadImage, readConfig, safeStorage } from "./page.js";
+import { $, csrfCookie, goToImage, loadImage, readConfig, safeStorage } from "./page.js";
 import { DoublePress, Notices } from "./notices.js";
 import { bindPendingPanel, renderPendingPanel } from "./pending_panel.js";
 import { DRAFT_RGB, PointerTools } from "./pointer.js";
@@ -25,7 +24,7 @@ import { ProposalReview } from "./proposal_review.js";
 import { isProposal } from "./proposals.js";
 import { decodeRle, rleArea, rleBounds } from "./rle.js";
 import { SaveQueue } from "./save_queue.js";
-import { EMPTY_DRAFT, History, Store, currentDraftRle, cycleIndex, draftHasWork } from "./store.js";
+import { EMPTY_DRAFT, History, Store, currentDraftRle, draftHasWork } from "./store.js";
 import { SuggestionsController } from "./suggestions.js";
 import { testHooks } from "./test_hooks.js";
 
@@ -67,6 +66,7 @@ class AnnotationPage {
         : this.editor.accept(labelId)) });
     this.review = new ProposalReview(this);
     this.editor = new MaskEditor(this);
+    this.actions = new Actions(this);
     this.history.subscribe(() => this.onDraftChange());
     this.maskStore.subscribe(() => this.scheduleMasksRender());
   }
@@ -157,15 +157,7 @@ class AnnotationPage {
       this.editingKey = editingKey;
       this.scheduleMasksRender(); // the mask being edited is hidden from the stored layer
     }
-    const cand = d.candidates[d.candidateIndex];
-    const parts = [];
-    if (d.baseMask) parts.push(`editing mask #${d.baseMask.id ?? "(unsaved)"}`);
-    if (d.waiting) parts.push("waiting for the model…");
-    if (d.candidates.length > 1) parts.push(`candidate ${d.candidateIndex + 1}/${d.candidates.length} (Tab)`);
-    if (cand?.score != null && !d.edited) parts.push(`score ${cand.score.toFixed(3)}`);
-    if (d.edited) parts.push("edited with brush");
-    if (rle) parts.push(`${rleArea(rle)} px`);
-    $("draft-info").textContent = parts.length ? parts.join(" · ") : "No current mask: click on an object.";
+    $("draft-info").textContent = describeDraft(d);
     $("candidate-indicator").textContent = d.candidates.length ? `${d.candidateIndex + 1}/${d.candidates.length}` : "–";
     $("undo-button").disabled = !this.history.canUndo;
     $("redo-button").disabled = !this.history.canRedo;
@@ -278,86 +270,6 @@ class AnnotationPage {
     goToImage(url);
   }
 
-  onKey(event) {
-    if (this.picker.isOpen) return this.picker.onKey(event);
-    if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement) return;
-    if (event.key === " ") {
-      this.pointer.holdSpace();
-      event.preventDefault();
-      return;
-    }
-    const action = actionForEvent(event);
-    if (!action) return;
-    if (!$("help-overlay").hidden && action !== "help" && action !== "cancel") return;
-    event.preventDefault();
-    this.run(action, event);
-  }
-
-  run(action, event = null) {
-    const d = this.history.state;
-    const { selectedKey } = this.maskStore.state;
-    const center = { x: this.view.cssWidth / 2, y: this.view.cssHeight / 2 };
-    const tools = this.pointer;
-    switch (action) {
-      case "accept":
-        // Enter on a selected proposal (no current mask): accept it as it is, choosing the label.
-        // A confident label suggestion is pre-selected: Enter accepts mask and label in one key.
-        if (this.suggestions.acceptTop()) return undefined;
-        if (!draftHasWork(d) && !d.baseMask && isSelectedProposal(this.maskStore.state)) {
-          return this.openPicker({ proposalKey: selectedKey });
-        }
-        return this.openPicker();
-      case "pickLabel": return this.review.acceptWithLabelKey(event);
-      case "acceptProposal": return this.review.quickAccept();
-      case "nextProposal": return this.review.move(1);
-      case "prevProposal": return this.review.move(-1);
-      case "cycleNext":
-      case "cyclePrev":
-        if (d.candidates.length > 1) {
-          this.history.commit({ candidateIndex: cycleIndex(d.candidateIndex, d.candidates.length,
-            action === "cycleNext" ? 1 : -1), edited: null });
-        }
-        return;
-      case "undo": return this.history.undo();
-      case "redo": return this.history.redo();
-      case "cancel":
-        if (!$("help-overlay").hidden) return this.toggleHelp(false);
-        if (selectedKey) return this.select(selectedKey);
-        return this.editor.cancelDraft();
-      case "delete": return this.editor.deleteSelected();
-      case "reject": return this.review.rejectSelected();
-      case "editSelected":
-        if (selectedKey) this.editor.editMask(selectedKey);
-        else this.notices.flash("Select a mask in the list first.");
-        return;
-      case "toggleHidden": return this.toggleHidden();
-      case "toolPrompt": return tools.setTool("prompt");
-      case "toolScribble": return tools.setTool("scribble");
-      case "toolBrush": return tools.setTool("brush");
-      case "toolEraser": return tools.setTool("eraser");
-      case "brushSmaller": return tools.setBrushRadius(tools.brushRadius / 1.25);
-      case "brushLarger": return tools.setBrushRadius(tools.brushRadius * 1.25);
-      case "zoomIn": return this.view.setView(zoomAt(this.view.view, center, 1.25));
-      case "zoomOut": return this.view.setView(zoomAt(this.view.view, center, 0.8));
-      case "zoomFit": return this.view.fit();
-      case "nextImage": return this.navigate(this.config.nextImageUrl, "next");
-      case "prevImage": return this.navigate(this.config.prevImageUrl, "previous");
-      case "help": return this.toggleHelp();
-      default: return undefined;
-    }
-  }
-
-  toggleHidden() {
-    this.hidden = !this.hidden;
-    this.view.setHidden(this.hidden);
-    $("toggle-hidden").setAttribute("aria-pressed", String(this.hidden));
-  }
-
-  toggleHelp(show) {
-    const overlay = $("help-overlay");
-    overlay.hidden = show === undefined ? !overlay.hidden : !show;
-  }
-
   // ---------------------------------------------------------------- wiring
   bindDom() {
     this.pointer.bind();
@@ -365,7 +277,7 @@ class AnnotationPage {
     this.suggestions.bindFind();
     bindPendingPanel(this.queue);
     this.notices.makeDismissable();
-    window.addEventListener("keydown", (e) => this.onKey(e));
+    window.addEventListener("keydown", (e) => this.actions.onKey(e));
     document.addEventListener("visibilitychange", () => {
       for (const effort of [this.effort, this.review.decision]) {
         if (document.hidden) effort.pause();
@@ -384,22 +296,11 @@ class AnnotationPage {
     });
     for (const button of document.querySelectorAll("[data-action]")) {
       button.addEventListener("click", () => {
-        this.run(button.dataset.action);
+        this.actions.run(button.dataset.action);
         if (!this.picker.isOpen) this.canvas.focus(); // keys go to the page, not to the clicked button
       });
     }
-    // A click on the dimmed backdrop closes the help.
-    $("help-overlay").addEventListener("click", (e) => e.target === e.currentTarget && this.toggleHelp(false));
-    const help = $("help-list");
-    for (const [keys, text] of helpRows()) {
-      const row = document.createElement("tr");
-      const k = document.createElement("td");
-      k.append(...keys.split(" / ").flatMap((part, i) => [i ? " / " : "", kbd(part)]));
-      const t = document.createElement("td");
-      t.textContent = text;
-      row.append(k, t);
-      help.append(row);
-    }
+    this.actions.bindHelp();
     $("nav-next").disabled = !this.config.nextImageUrl;
     $("nav-prev").disabled = !this.config.prevImageUrl;
     this.pointer.setTool("prompt");

@@ -43,6 +43,20 @@ export function baseMaskOf(m) {
     label: m.label, source: m.source, status: m.status };
 }
 
+/** What the side bar says about the current mask. */
+export function describeDraft(d) {
+  const rle = currentDraftRle(d);
+  const cand = d.candidates[d.candidateIndex];
+  const parts = [];
+  if (d.baseMask) parts.push(`editing mask #${d.baseMask.id ?? "(unsaved)"}`);
+  if (d.waiting) parts.push("waiting for the model…");
+  if (d.candidates.length > 1) parts.push(`candidate ${d.candidateIndex + 1}/${d.candidates.length} (Tab)`);
+  if (cand?.score != null && !d.edited) parts.push(`score ${cand.score.toFixed(3)}`);
+  if (d.edited) parts.push("edited with brush");
+  if (rle) parts.push(`${rleArea(rle)} px`);
+  return parts.length ? parts.join(" · ") : "No current mask: click on an object.";
+}
+
 export function newLocalId() {
   return `m-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 }

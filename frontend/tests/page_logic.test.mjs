@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { labelForKey, matchLabels } from "../js/label_picker.js";
-import { baseMaskOf, newLocalId, saveBody } from "../js/mask_editor.js";
+import { baseMaskOf, describeDraft, newLocalId, saveBody } from "../js/mask_editor.js";
 import { DoublePress } from "../js/notices.js";
 import { clampRadius, pointerMode } from "../js/pointer.js";
 import { effortFigures } from "../js/effort.js";
@@ -130,4 +130,13 @@ test("the stored-mask layer is repainted only when what it shows changed", async
   assert.ok(!sameLayers([layer], [{ ...layer, rgb: [3, 2, 1] }]));
   assert.ok(!sameLayers([layer], [layer, layer]));
   assert.ok(sameLayers([], []));
+});
+
+test("the side bar describes the current mask: source, wait, candidates, score, edits, area", () => {
+  assert.equal(describeDraft(EMPTY_DRAFT), "No current mask: click on an object.");
+  const rle = encodeRle(new Uint8Array([1, 1, 0, 1, 0, 0]), 2, 3);
+  const d = draft({ candidates: [{ rle, score: 0.5 }, { rle, score: 0.91234 }], candidateIndex: 1 });
+  assert.equal(describeDraft(d), "candidate 2/2 (Tab) · score 0.912 · 3 px");
+  assert.equal(describeDraft({ ...d, edited: rle, waiting: true, baseMask: { id: null, rle } }),
+    "editing mask #(unsaved) · waiting for the model… · candidate 2/2 (Tab) · edited with brush · 3 px");
 });

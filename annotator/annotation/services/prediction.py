@@ -34,6 +34,7 @@ from annotator.annotation.services.decoding import (
 from annotator.annotation.services.leases import note_activity
 from annotator.images.models import Image
 from annotator.masks.models import Mask
+from annotator.suggestions.services import answer_suggestions, warm_suggestions
 from annotator.training.services import model_version_for
 from engine.masks import decode_rle, encode_rle
 
@@ -41,6 +42,7 @@ from engine.masks import decode_rle, encode_rle
 def prepare(image: Image) -> str:
     """``ready`` when a click can be decoded now, else ``preparing`` (computation started)."""
     model_version = model_version_for(image.project)
+    warm_suggestions(image.project, model_version)
     if model_version is None:
         classic_state(image)
         return READY
@@ -59,7 +61,9 @@ def classic_state(image: Image) -> ClassicState:
             pixels = read_image(fileobj.read(), max_pixels=settings.MASKMILL_MAX_IMAGE_PIXELS)
         predictor = ClassicPredictor()
         predictor.set_image(pixels)
-        return ClassicState(predictor=predictor, lock=threading.Lock(), nbytes=int(pixels.nbytes * 2))
+        return ClassicState(
+            predictor=predictor, lock=threading.Lock(), nbytes=int(pixels.nbytes * 3), pixels=pixels
+        )
 
     state = classic_states.get_or_create(image.pk, build)
     assert state is not None
@@ -106,6 +110,9 @@ def predict(image: Image, user: AbstractBaseUser, data: Any) -> dict[str, Any]:
         decoding = started - began
         rles = [encode_rle(m) for m in masks]
         model_name, fallback = "classic", True
+        encoded = time.perf_counter()
+        pixels = classic_state(image).pixels
+        suggestions = answer_suggestions(image.project, None, masks=masks, pixels=pixels)
     else:
         state = decode_state(image, model_version)
         if state is None:
@@ -116,7 +123,11 @@ def predict(image: Image, user: AbstractBaseUser, data: Any) -> dict[str, Any]:
         started = time.perf_counter()
         rles = rles_from_low_res(model, state, low_res)
         model_name, fallback = str(model_version), False
-    encoded = time.perf_counter()
+        encoded = time.perf_counter()
+        suggestions = answer_suggestions(
+            image.project, model_version, model=model, state=state, low_res=low_res
+        )
+    suggested = time.perf_counter()
     handle = logits_store.put(
         user.pk,
         LogitsEntry(
@@ -130,12 +141,15 @@ def predict(image: Image, user: AbstractBaseUser, data: Any) -> dict[str, Any]:
         "model": model_name,
         "model_version": None if model_version is None else model_version.pk,
         "fallback": fallback,
-        "timing_ms": {  # waiting for earlier clicks, the model, masks at image size as RLE, handle
+        # waiting for earlier clicks, the model, masks at image size as RLE, label suggestions, handle
+        "timing_ms": {
             "queue": round(queued * 1000, 2),
             "decode": round(decoding * 1000, 2),
             "masks": round((encoded - started) * 1000, 2),
-            "store": round((stored - encoded) * 1000, 2),
+            "suggest": round((suggested - encoded) * 1000, 2),
+            "store": round((stored - suggested) * 1000, 2),
         },
+        **suggestions,
     }
     if notice:
         answer["notice"] = notice
