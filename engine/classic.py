@@ -34,6 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from engine import prompts
 from engine.images import check_image_array
 from engine.transforms import preprocess_shape
 
@@ -152,11 +153,18 @@ class ClassicPredictor:
         """
         if not self.is_image_set:
             raise RuntimeError("an image must be set with set_image(...) before mask prediction")
-        points, labels = self._check_points(point_coords, point_labels)
-        box_xyxy = self._check_box(box)
-        prior = self._prior_from_logits(mask_input)
-        if len(points) == 0 and box_xyxy is None and prior is None:
-            raise ValueError("give at least one prompt: points, a box or a mask_input")
+        coords, point_kinds = prompts.check_points(point_coords, point_labels, self.original_size)
+        box_xyxy = _with_area(prompts.check_box(box, self.original_size), self.original_size)
+        logits = prompts.check_mask_input(mask_input, (LOW_RES, LOW_RES))
+        multimask_output = prompts.check_multimask(multimask_output)
+        prompts.check_any_prompt(
+            coords is not None and len(coords) > 0, box_xyxy is not None, logits is not None
+        )
+        if coords is None:
+            points, labels = np.zeros((0, 2)), np.zeros(0, dtype=bool)
+        else:
+            points, labels = coords, point_kinds.astype(bool)
+        prior = self._prior_from_logits(logits)
         count = 3 if multimask_output else 1
         candidates = self._candidates(points, labels, box_xyxy, prior, count)
         height, width = self.original_size
@@ -177,61 +185,13 @@ class ClassicPredictor:
             self._remember(low_res[index], mask)
         return masks, scores, low_res
 
-    # ------------------------------------------------------------------ validation
-
-    def _check_points(
-        self, point_coords: np.ndarray | None, point_labels: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if point_coords is None and point_labels is None:
-            return np.zeros((0, 2)), np.zeros(0, dtype=bool)
-        if point_coords is None or point_labels is None:
-            raise ValueError("point_coords and point_labels must be given together")
-        coords = np.asarray(point_coords, dtype=np.float64)
-        labels = np.asarray(point_labels)
-        if coords.ndim != 2 or coords.shape[1] != 2:
-            raise ValueError(f"point_coords must have shape (N, 2), got {coords.shape}")
-        if labels.shape != (coords.shape[0],):
-            raise ValueError(f"point_labels must have shape ({coords.shape[0]},), got {labels.shape}")
-        if not np.isfinite(coords).all():
-            raise ValueError("point_coords must be finite numbers")
-        if not np.isin(labels, (0, 1)).all():
-            raise ValueError(f"point_labels must be 1 (object) or 0 (background), got {np.unique(labels)}")
-        height, width = self.original_size
-        outside = (coords[:, 0] < 0) | (coords[:, 0] > width) | (coords[:, 1] < 0) | (coords[:, 1] > height)
-        if outside.any():
-            raise ValueError(f"point {coords[outside][0].tolist()} is outside the {width}x{height} image")
-        return coords, labels.astype(bool)
-
-    def _check_box(self, box: np.ndarray | None) -> np.ndarray | None:
-        if box is None:
-            return None
-        box = np.asarray(box, dtype=np.float64)
-        if box.shape not in ((4,), (1, 4)):
-            raise ValueError(f"box must be XYXY with shape (4,) or (1, 4), got {box.shape}")
-        box = box.reshape(4)
-        if not np.isfinite(box).all():
-            raise ValueError("box must be finite numbers")
-        if box[2] <= box[0] or box[3] <= box[1]:
-            raise ValueError(f"box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {box.tolist()}")
-        height, width = self.original_size
-        clipped = np.clip(box, 0, [width, height, width, height])
-        if clipped[2] - clipped[0] < 1 or clipped[3] - clipped[1] < 1:
-            raise ValueError(f"box {box.tolist()} does not overlap the {width}x{height} image")
-        return clipped
-
     def _prior_from_logits(self, mask_input: np.ndarray | None) -> np.ndarray | None:
-        """Full-resolution bool mask behind ``mask_input``: the remembered one when these are
-        logits this predictor returned, else the logits upsampled from the 256x256 frame."""
+        """Full-resolution bool mask behind ``mask_input`` (checked (1, 256, 256) float32 logits):
+        the remembered one when these are logits this predictor returned, else the logits upsampled
+        from the 256x256 frame."""
         if mask_input is None:
             return None
-        logits = np.asarray(mask_input)
-        if logits.shape == (LOW_RES, LOW_RES):
-            logits = logits[None]
-        if logits.shape != (1, LOW_RES, LOW_RES):
-            raise ValueError(f"mask_input must have shape (1, 256, 256), got {logits.shape}")
-        logits = logits.astype(np.float32)
-        if not np.isfinite(logits).all():
-            raise ValueError("mask_input must be finite numbers")
+        logits = mask_input
         remembered = self._cache.get(logits.tobytes())
         if remembered is not None:
             return remembered
@@ -479,6 +439,17 @@ class ClassicPredictor:
 # ------------------------------------------------------------------------------------------
 # Building blocks
 # ------------------------------------------------------------------------------------------
+
+
+def _with_area(box: np.ndarray | None, image_size: tuple[int, int]) -> np.ndarray | None:
+    """A box (already inside the image) at least one pixel wide and high: a line is a valid prompt,
+    but the solver needs an interior."""
+    if box is None:
+        return None
+    height, width = image_size
+    x0, y0, x1, y1 = box.tolist()
+    x1, y1 = max(x1, min(x0 + 1, width)), max(y1, min(y0 + 1, height))
+    return np.array([min(x0, x1 - 1), min(y0, y1 - 1), x1, y1], dtype=np.float64)
 
 
 def _logit(probability: np.ndarray) -> np.ndarray:

@@ -1,5 +1,7 @@
-"""Computing and storing image-encoder embeddings: the one entry point for every path that needs
-one (the ``embed`` task after ingest, the annotation page's prefetch and on-demand computation).
+"""Computing, storing and loading image-encoder embeddings: the one entry point for every path that
+needs one (the ``embed`` task after ingest, the annotation page's prefetch and on-demand
+computation), and the one reader of stored ones (``load_stored``: decoding clicks, automatic
+generation, label suggestions).
 
 An embedding is computed once however many processes ask for it at the same moment: the first
 takes the claim (an ``EmbeddingClaim`` row, unique per image and model version), the others are
@@ -9,13 +11,16 @@ expires after ``MASKMILL_EMBED_TIME_LIMIT`` and is taken over.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -143,3 +148,38 @@ def compute_embedding(image: Image, model_version: ModelVersion) -> Embedding:
         embedding.file.delete(save=False)
         return Embedding.objects.get(image=image, model_version_id=model_version.embedding_version_id)
     return embedding
+
+
+@dataclass(frozen=True)
+class StoredEmbedding:
+    tensor: Any  # torch float32 (1, C, h, w)
+    input_size: tuple[int, int] | None  # the resized image inside the encoder's frame; None on old rows
+
+
+def load_stored(image: Image, model_version: ModelVersion) -> StoredEmbedding | None:
+    """The stored embedding of the image under this model (filed under the version whose encoder
+    it runs, shared by the versions that changed only the decoder), or None when there is none.
+
+    A row whose file is lost or unreadable is deleted (with what is left of its file), so the next
+    ``ensure_embedding`` computes it again instead of every reader tripping over it.
+    """
+    from engine.embeddings import load_embedding
+
+    row = Embedding.objects.filter(
+        image_id=image.pk, model_version_id=model_version.embedding_version_id
+    ).first()
+    if row is None:
+        return None
+    try:
+        with row.file.open("rb") as fileobj:
+            tensor = load_embedding(fileobj)
+    except (OSError, ValueError) as exc:
+        log.warning(
+            "embedding %s of image %s is unreadable (%s); it will be computed again", row.pk, image.pk, exc
+        )
+        with contextlib.suppress(OSError):
+            row.file.delete(save=False)
+        row.delete()
+        return None
+    input_size = (int(row.input_size[0]), int(row.input_size[1])) if row.input_size else None
+    return StoredEmbedding(tensor=tensor, input_size=input_size)

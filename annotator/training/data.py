@@ -129,44 +129,34 @@ def select(
 def _embedding(
     image: Image, row: Embedding | None, version: ModelVersion
 ) -> tuple[tuple[Any, tuple[int, int]] | None, str]:
-    from engine.embeddings import load_embedding
+    from annotator.images.embeddings import load_stored
 
     if row is None:
         return None, "no stored embedding for the model's encoder (queued on embed)"
-    try:
-        with row.file.open("rb") as fileobj:
-            tensor = load_embedding(fileobj)
-    except (OSError, ValueError) as exc:
-        log.warning(
-            "train: embedding %s of image %s unreadable (%s); computing it again", row.pk, image.pk, exc
-        )
-        return _recompute(image, row, version, f"{type(exc).__name__}: {exc}")
-    if not row.input_size:
+    stored = load_stored(image, version)  # an unreadable one is dropped there ...
+    if stored is None:
+        return _recompute(image, version)  # ... and computed again here
+    if stored.input_size is None:
         return None, "stored embedding lacks its input size"
-    return (tensor, (int(row.input_size[0]), int(row.input_size[1]))), ""
+    return (stored.tensor, stored.input_size), ""
 
 
-def _recompute(
-    image: Image, row: Embedding, version: ModelVersion, why: str
-) -> tuple[tuple[Any, tuple[int, int]] | None, str]:
-    """Drop the unreadable row and compute the embedding again in this process (the worker has the
-    model loaded); skipped with both reasons when that fails too."""
-    from annotator.images.embeddings import EmbeddingInProgress, ensure_embedding
-    from engine.embeddings import load_embedding
+def _recompute(image: Image, version: ModelVersion) -> tuple[tuple[Any, tuple[int, int]] | None, str]:
+    """Compute the embedding again in this process (the worker has the model loaded); skipped
+    with the reason when that fails too."""
+    from annotator.images.embeddings import EmbeddingInProgress, ensure_embedding, load_stored
 
-    row.delete()
     try:
-        fresh = ensure_embedding(image.pk, version.pk)
-        if fresh is None or not fresh.input_size:
-            return None, "unreadable embedding, and no model to compute it again"
-        with fresh.file.open("rb") as fileobj:
-            tensor = load_embedding(fileobj)
+        ensure_embedding(image.pk, version.pk)
+        stored = load_stored(image, version)
     except EmbeddingInProgress:
         return None, "unreadable embedding; being computed again by another process"
     except (OSError, ValueError) as exc:
         return None, f"unreadable embedding, recomputing failed: {type(exc).__name__}"
-    log.info("train: embedding of image %s recomputed after: %s", image.pk, why)
-    return (tensor, (int(fresh.input_size[0]), int(fresh.input_size[1]))), ""
+    if stored is None or stored.input_size is None:
+        return None, "unreadable embedding, and it could not be computed again"
+    log.info("train: the unreadable embedding of image %s was computed again", image.pk)
+    return (stored.tensor, stored.input_size), ""
 
 
 def _pixels(image: Image) -> tuple[np.ndarray | None, str]:

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from engine.automatic.decoding import decode_points
 from engine.automatic.upsampling import axis_plan, threshold_stats, upsample_to_model_frame
+from engine.embeddings import check_embedding
 from engine.masks import (
     RLE,
     batched_nms,
@@ -304,7 +305,7 @@ class MaskGenerator:
         self.timings = defaultdict(float)
         image = _check_image(image)
         if embedding is not None:
-            embedding = self._check_embedding(embedding)
+            embedding = check_embedding(embedding, self.model)
         return self._records(self._generate_masks(image, embedding))
 
     @torch.no_grad()
@@ -324,25 +325,6 @@ class MaskGenerator:
                 yield pending.result()
 
     # --- stages ----------------------------------------------------------------------------------
-
-    def _check_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
-        if not isinstance(embedding, torch.Tensor):
-            raise TypeError(f"embedding must be a torch.Tensor, got {type(embedding).__name__}")
-        if embedding.dim() == 3:
-            embedding = embedding[None]
-        expected = (
-            1,
-            self.model.mask_decoder.transformer_dim,
-            *self.model.prompt_encoder.image_embedding_size,
-        )
-        if tuple(embedding.shape) != expected:
-            raise ValueError(
-                f"embedding must be {' x '.join(map(str, expected))} for this model, "
-                f"got {tuple(embedding.shape)}"
-            )
-        if not embedding.is_floating_point():
-            raise ValueError(f"embedding must be floating point, got {embedding.dtype}")
-        return embedding.to(device=self.device, dtype=torch.float32)
 
     def _generate_masks(self, image: np.ndarray, embedding: torch.Tensor | None = None) -> dict[str, Any]:
         height, width = image.shape[:2]

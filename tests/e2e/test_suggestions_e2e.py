@@ -4,6 +4,7 @@ suggestion), and the list says so; a word that is not a label is refused by "fin
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from annotator.images.models import Split
@@ -64,3 +65,39 @@ def test_enter_accepts_a_proposal_with_its_suggested_label(context, server, labe
     page.wait_for_function(
         "() => document.querySelector('[data-testid=find-result]').textContent.includes('not a label')"
     )
+
+
+def test_a_click_shows_suggestions_and_enter_saves_mask_and_label(context, server, labelled):
+    """A new mask made with one click: the answer's suggestions appear as chips, and Enter saves the
+    mask with the pre-selected label (or, when unsure, opens the picker on it)."""
+    from tests.e2e.test_annotate_e2e import click_image
+    from tests.label_data import synthetic_scene_masks
+
+    image = labelled["image"]
+    Mask.objects.filter(image=image).delete()  # no proposals: the click is the only mask
+    _pixels, region, key = max(synthetic_scene_masks(1, seed=22), key=lambda s: s[1].sum())
+    ys, xs = np.nonzero(region)
+    i = int(np.argmin((xs - np.median(xs)) ** 2 + (ys - np.median(ys)) ** 2))
+    page = login(context, server, labelled["annotator"])
+    page.goto(f"/images/{image.pk}/annotate/")
+    page.wait_for_selector("body[data-ready='true']")
+    click_image(page, float(xs[i]), float(ys[i]))
+    page.wait_for_selector("[data-testid='suggestion']")
+    page.locator("[data-testid='canvas']").focus()
+    preselected = page.locator(".chip.preselected").count() == 1
+    if preselected:
+        page.keyboard.press("Enter")
+    else:
+        page.keyboard.press("Enter")
+        page.wait_for_selector("[data-testid='label-picker']:not([hidden])")
+        page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=pending-indicator]').dataset.state === 'saved'"
+    )
+    mask = Mask.objects.get(image=image)
+    assert mask.status == "accepted" and mask.source == "manual" and mask.label is not None
+    if preselected:  # one key: mask and the clicked object's label, recorded as a kept suggestion
+        assert mask.label.name == NAMES[key] and mask.suggested_label_id == mask.label_id
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=mask-suggestion]')?.textContent.includes('kept')"
+        )

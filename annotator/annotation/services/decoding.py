@@ -31,6 +31,7 @@ from annotator.annotation.interactive import (
 )
 from annotator.annotation.logits import FileLogits, LogitsStore, RedisLogits, SharedLogits
 from annotator.annotation.selectors import queue_candidates
+from annotator.images.embeddings import load_stored
 from annotator.images.models import Embedding, Image
 from annotator.training.models import ModelVersion
 from annotator.training.services import model_version_for, predictor_for
@@ -135,29 +136,17 @@ def decode_state(image: Image, model_version: ModelVersion, *, start: bool = Tru
 
 
 def _load_stored(image: Image, model_version: ModelVersion) -> DecodeState | None:
-    from engine.embeddings import load_embedding
     from engine.transforms import preprocess_shape
 
-    row = Embedding.objects.filter(
-        image_id=image.pk, model_version_id=model_version.embedding_version_id
-    ).first()
-    if row is None:
-        return None
-    try:
-        with row.file.open("rb") as fileobj:
-            features = load_embedding(fileobj)
-    except (OSError, ValueError) as exc:
-        # A lost or corrupt file: drop the row so the embedding is computed again.
-        log.warning("embedding %s of image %s is unreadable (%s); recomputing", row.pk, image.pk, exc)
-        row.delete()
+    stored = load_stored(image, model_version)
+    if stored is None:
         return None
     original = (int(image.height), int(image.width))
-    stored_input = tuple(int(v) for v in row.input_size) if row.input_size else None
 
     def prepare_state() -> DecodeState:
         model = predictor_for(model_version).model
-        input_size = stored_input or preprocess_shape(*original, model.image_encoder.img_size)
-        return decode_state_for(model, features, original, input_size)
+        input_size = stored.input_size or preprocess_shape(*original, model.image_encoder.img_size)
+        return decode_state_for(model, stored.tensor, original, input_size)
 
     return model_thread.run(prepare_state)
 

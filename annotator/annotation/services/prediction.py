@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from annotator.annotation.interactive import (
+    FIELD_OF_ARGUMENT,
     STORED_MASK_PATTERN,
     ClassicState,
     PromptError,
@@ -37,6 +38,7 @@ from annotator.masks.models import Mask
 from annotator.suggestions.services import answer_suggestions, warm_suggestions
 from annotator.training.services import model_version_for
 from engine.masks import decode_rle, encode_rle
+from engine.prompts import PromptValueError
 
 
 def prepare(image: Image) -> str:
@@ -170,5 +172,7 @@ def _predict_classic(
                 mask_input=mask_logits,
                 multimask_output=prompts.multimask,
             )
+        except PromptValueError as exc:
+            raise PromptError({FIELD_OF_ARGUMENT.get(exc.argument, "body"): str(exc)}) from exc
         except ValueError as exc:
             raise PromptError({"body": str(exc)}) from exc
