@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
@@ -26,23 +26,21 @@ from annotator.suggestions import selectors as suggestions_selectors
 from annotator.training.pages import training_charts
 
 REVIEWERS = (Role.MANAGER, Role.REVIEWER)
-# Navigations that may finish an image: from our own pages, or typed by the user.
-SAFE_FETCH_SITES = ("same-origin", "none")
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def annotate_next(request: HttpRequest, pk: int) -> HttpResponse:
-    """The annotator's queue: ``?done=<image>`` first finishes that image (the page's "next"),
-    then the next image is leased and opened."""
+    """The annotator's queue. GET leases and opens the next image; POST ``done=<image>`` (the
+    page's "next", CSRF-protected: a GET never changes state) finishes that image first, then
+    redirects to the GET."""
     project = get_project(request.user, pk, EDITORS)
-    done = request.GET.get("done")
-    if done:
-        if request.headers.get("Sec-Fetch-Site", "same-origin") not in SAFE_FETCH_SITES:
-            raise PermissionDenied("Finishing an image must come from Maskmill's own page.")
-        finished_id = int_or_none(done)
+    if request.method == "POST":
+        finished_id = int_or_none(request.POST.get("done"))
         finished = Image.objects.filter(pk=finished_id, project=project).first() if finished_id else None
         if finished is not None:
             services.finish_image(finished, request.user)
+        return redirect("annotate-next", pk=project.pk)
     image = services.next_image(project, request.user)
     if image is None:
         return render(
@@ -77,7 +75,9 @@ def annotate_image(request: HttpRequest, pk: int) -> HttpResponse:
             {"id": label.pk, "name": label.name, "color": label.color} for label in project.labels.all()
         ],
         "user": {"username": request.user.get_username(), "id": request.user.pk},
-        "nextImageUrl": f"{reverse('annotate-next', args=[project.pk])}?done={image.pk}",
+        # "next" POSTs these fields to nextImageUrl: this image is finished, the next one opened.
+        "nextImageUrl": reverse("annotate-next", args=[project.pk]),
+        "nextImageForm": {"done": image.pk, "csrfmiddlewaretoken": get_token(request)},
         "prevImageUrl": reverse("annotate-image", args=[previous.pk]) if previous else None,
         "secondsPerMaskHint": project.setting("seconds_per_mask_hint"),
         # The page renews the lease every third of it while the annotator is active.

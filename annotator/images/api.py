@@ -92,8 +92,7 @@ class ImageDetail(generics.RetrieveUpdateDestroyAPIView):
         return image
 
     def perform_destroy(self, instance: Image) -> None:
-        instance.file.delete(save=False)
-        instance.delete()
+        instance.delete()  # its file and embeddings' files go once committed (annotator.images.signals)
 
 
 class ImageFile(APIView):

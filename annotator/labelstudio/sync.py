@@ -81,7 +81,7 @@ def ensure_project(connection: Connection) -> int:
     created = _call(
         "create a project",
         ls.projects.create,
-        title=project.name[:50],
+        title=project.name[:50] if len(project.name) >= 3 else f"{project.name} (Maskmill)",
         description=f"Pushed from Maskmill project {project.pk} ({project.slug})",
         label_config=config,
     )
@@ -97,22 +97,33 @@ def _upload_name(image: Image) -> str:
 
 def upload_images(connection: Connection, ls_project: int, images: list[Image]) -> int:
     """Upload images without a task; link each new task to its image by the uploaded file name."""
+    import requests
+
     ls = sdk(connection)
-    http = ls._client_wrapper.httpx_client
+    url = f"{connection.url}/api/projects/{ls_project}/import"
     for start in range(0, len(images), UPLOAD_BATCH):
         files = []
         for image in images[start : start + UPLOAD_BATCH]:
             with image.file.open("rb") as handle:
                 name = _upload_name(image)
-                files.append(("file", (name, handle.read(), mimetypes.guess_type(name)[0] or "image/png")))
-        response = _call(
-            "import the images",
-            http.request,
-            f"api/projects/{ls_project}/import",
-            method="POST",
-            params={"commit_to_project": "true"},
-            files=files,
-        )
+                # one form field per file: Label Studio keeps one file per field name
+                files.append(
+                    (f"file{len(files)}", (name, handle.read(), mimetypes.guess_type(name)[0] or "image/png"))
+                )
+        # A multipart upload: the SDK's generated client sends JSON bodies only.
+        try:
+            response = requests.post(
+                url,
+                params={"commit_to_project": "true"},
+                files=files,
+                headers=dict(ls._client_wrapper.get_headers()),
+                timeout=(10, 600),
+                allow_redirects=False,
+            )
+        except requests.RequestException as error:
+            raise SyncError(
+                f"cannot reach Label Studio to import the images: {error.__class__.__name__}"
+            ) from None
         if response.status_code >= 300:
             raise SyncError(
                 f"Label Studio refused the image upload: HTTP {response.status_code} {response.text[:500]}"

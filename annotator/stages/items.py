@@ -16,7 +16,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotator.images.models import Image
@@ -79,9 +80,11 @@ def claim_item(item_id: int, worker: str) -> Claim | None:
         item.worker = worker[:200]
         item.started_at = now
         item.save(update_fields=["status", "attempts", "worker", "started_at"])
-        if run.status == JobStatus.PENDING:
-            GenerationRun.objects.filter(pk=run.pk, status=JobStatus.PENDING).update(
-                status=JobStatus.RUNNING, started_at=now
+        if run.status == JobStatus.PENDING or run.started_at is None:
+            # The first claim starts the run's clock, also of a run resumed before anything was
+            # claimed (resume marks it running): images/hour and the ETA count from here.
+            GenerationRun.objects.filter(pk=run.pk, status__in=UNFINISHED).update(
+                status=JobStatus.RUNNING, started_at=Coalesce(F("started_at"), Value(now))
             )
         image = Image.objects.filter(pk=item.image_id).first()
     if image is None:

@@ -31,7 +31,10 @@ def stages_page(request: HttpRequest, pk: int) -> HttpResponse:
             messages.error(request, "; ".join(exc.messages))
         else:
             messages.success(
-                request, f"Run {run.pk} started on {run.total} images." if run else "Stage changed."
+                request,
+                f"Run {run.pk} started on {run.total} images."
+                if run
+                else "Stage changed; no images to generate.",
             )
         return redirect("stages-page", pk=pk)
     runs = list(GenerationRun.objects.filter(project=project).order_by("-id")[:20])

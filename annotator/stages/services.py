@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MODE_OF_STAGE = {Stage.SEMI_AUTOMATIC: GenerationMode.SEMI, Stage.FULLY_AUTOMATIC: GenerationMode.AUTO}
 STAGE_OF_MODE = {mode: stage for stage, mode in MODE_OF_STAGE.items()}
+NOTHING_TO_DO = "nothing to do: every matching image is done or queued for this model version"
 
 
 # --- stages ----------------------------------------------------------------------------------------
@@ -104,11 +105,12 @@ def start_run(
     image_filter: Any = None,
     user: AbstractBaseUser | None = None,
     enqueue: bool = True,
-) -> GenerationRun:
+) -> GenerationRun | None:
     """A GenerationRun over the project's matching images, its items queued on ``generate``.
 
     Images already done (or being done) in this mode by the same model version are left out, so
-    starting the same run twice does no work twice; a run with nothing left is done at once.
+    starting the same run twice does no work twice; with nothing left no run is created (None:
+    "nothing to do"), so repeated starts leave no empty rows.
     """
     if mode not in GenerationMode.values:
         raise ValidationError({"mode": f"unknown mode {mode!r}; one of {', '.join(GenerationMode.values)}"})
@@ -134,6 +136,9 @@ def start_run(
         image_ids = list(
             images_matching(project, image_filter).exclude(pk__in=taken).values_list("pk", flat=True)
         )
+        if not image_ids:
+            log.info("generation (%s) on project %s: nothing to do", mode, project.pk)
+            return None
         run = GenerationRun.objects.create(
             project=project,
             mode=mode,
@@ -146,13 +151,7 @@ def start_run(
         GenerationItem.objects.bulk_create(
             [GenerationItem(run=run, image_id=image_id) for image_id in image_ids], batch_size=MASK_BATCH
         )
-        if not image_ids:
-            now = timezone.now()
-            GenerationRun.objects.filter(pk=run.pk).update(
-                status=JobStatus.DONE, started_at=now, finished_at=now
-            )
-            run.refresh_from_db()
-        elif enqueue:
+        if enqueue:
             queue_items(run.pk)
     log.info("generation run %s (%s) on project %s: %s images", run.pk, mode, project.pk, len(image_ids))
     return run

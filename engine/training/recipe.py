@@ -27,7 +27,6 @@ from torch import Tensor
 
 from engine.training.config import TrainConfig
 
-FOCAL_ALPHA = 0.25
 FOCAL_GAMMA = 2.0
 
 
@@ -94,9 +93,10 @@ def noisy_boxes(batch: Batch, config: TrainConfig, generator: torch.Generator) -
     return torch.stack([x0, y0, x1, y1], 1)
 
 
-def mask_losses(logits: Tensor, gt: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+def mask_losses(logits: Tensor, gt: Tensor, valid: Tensor, alpha: float = 0.25) -> tuple[Tensor, Tensor]:
     """Per-mask focal and dice losses over the valid pixels: logits (B, K, L, L), gt/valid
-    (B, L, L) → two (B, K) tensors."""
+    (B, L, L) → two (B, K) tensors. ``alpha`` weighs the object's pixels in the focal loss (the
+    background's by 1 - alpha); a negative alpha weighs both 1."""
     logits = logits.float()
     target = gt[:, None].float().expand_as(logits)
     weight = valid[:, None].float()
@@ -104,8 +104,9 @@ def mask_losses(logits: Tensor, gt: Tensor, valid: Tensor) -> tuple[Tensor, Tens
     prob = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p_t = prob * target + (1 - prob) * (1 - target)
-    alpha_t = FOCAL_ALPHA * target + (1 - FOCAL_ALPHA) * (1 - target)
-    focal = (alpha_t * ce * (1 - p_t) ** FOCAL_GAMMA * weight).sum((-2, -1)) / count
+    if alpha >= 0:
+        ce = ce * (alpha * target + (1 - alpha) * (1 - target))
+    focal = (ce * (1 - p_t) ** FOCAL_GAMMA * weight).sum((-2, -1)) / count
     prob = prob * weight
     inter = (prob * target).sum((-2, -1))
     dice = 1 - (2 * inter + 1) / (prob.sum((-2, -1)) + (target * weight).sum((-2, -1)) + 1)
@@ -190,7 +191,7 @@ def interactive_step(
             extra_labels = torch.cat([extra_labels, label.long()[:, None].to(device)], 1)
         sparse, dense = _encode_prompts(model, first, extra, extra_labels, boxes, use_box, previous)
         logits, iou_pred = model.mask_decoder(batch.embeddings, dense_pe, sparse, dense, index == 0)
-        focal, dice = mask_losses(logits, batch.gt, batch.valid)
+        focal, dice = mask_losses(logits, batch.gt, batch.valid, config.focal_alpha)
         per_mask = config.focal_weight * focal + config.dice_weight * dice
         best = per_mask.detach().argmin(1)
         mask_loss = per_mask.gather(1, best[:, None]).mean()

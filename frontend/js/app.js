@@ -2,7 +2,7 @@
 // controllers that change them (predict, pointer tools, mask editor, proposal review, label
 // picker) and the views that draw them, and routes keys and buttons to actions.
 // Configuration: the JSON blob the Django view renders with json_script (#maskmill-config):
-// {imageId, projectId, csrfToken, apiBase, labels, user, nextImageUrl, prevImageUrl,
+// {imageId, projectId, csrfToken, apiBase, labels, user, nextImageUrl, nextImageForm (POSTed), prevImageUrl,
 // secondsPerMaskHint, leaseSeconds}.
 
 import { Actions } from "./actions.js";
@@ -267,7 +267,7 @@ class AnnotationPage {
       `${left} proposal${left === 1 ? " is" : "s are"} not reviewed yet (A / X / M). ` +
       `Press again to go to the ${direction} image anyway.`)) return;
     this.leaving = true;
-    goToImage(url);
+    goToImage(url, direction === "next" ? this.config.nextImageForm : null);
   }
 
   // ---------------------------------------------------------------- wiring

@@ -102,7 +102,8 @@ def test_queue_page_leases_and_opens_the_annotation_page(project, images, users,
     config = json.loads(page.context["config_json"] and json.dumps(page.context["config_json"]))
     assert config["imageId"] == images[0].pk and config["projectId"] == project.pk
     assert config["secondsPerMaskHint"] == 30
-    assert config["nextImageUrl"] == f"/projects/{project.pk}/annotate/?done={images[0].pk}"
+    assert config["nextImageUrl"] == f"/projects/{project.pk}/annotate/"
+    assert config["nextImageForm"]["done"] == images[0].pk
     assert {label["name"] for label in config["labels"]} == {"cat", "dog"}
     assert b'id="maskmill-config"' in page.content and b"/static/maskmill/js/app.js" in page.content
 
@@ -126,17 +127,21 @@ def test_static_files_of_the_page_are_found():
 def test_done_marks_the_image_annotated_and_moves_on(project, images, users):
     client = page_client(users["annotator"])
     client.get(f"/images/{images[0].pk}/annotate/")
-    response = client.get(f"/projects/{project.pk}/annotate/?done={images[0].pk}")
-    assert response.url == f"/images/{images[1].pk}/annotate/"
+    response = client.post(f"/projects/{project.pk}/annotate/", {"done": images[0].pk}, follow=True)
+    assert response.redirect_chain[-1][0] == f"/images/{images[1].pk}/annotate/"
     images[0].refresh_from_db()
     assert images[0].status == ImageStatus.ANNOTATED and images[0].leased_by is None
     session = AnnotationSession.objects.get(image=images[0])
     assert session.ended_at is not None
 
-    cross_site = client.get(
-        f"/projects/{project.pk}/annotate/?done={images[1].pk}", HTTP_SEC_FETCH_SITE="cross-site"
-    )
-    assert cross_site.status_code == 403
+    # A GET never finishes an image (links, prefetchers and crawlers follow GETs).
+    client.get(f"/projects/{project.pk}/annotate/?done={images[1].pk}")
+    images[1].refresh_from_db()
+    assert images[1].status != ImageStatus.ANNOTATED
+    # and a POST needs the CSRF token like every form.
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(users["annotator"])
+    assert strict.post(f"/projects/{project.pk}/annotate/", {"done": images[1].pk}).status_code == 403
 
 
 def test_empty_queue_says_so(project, users):

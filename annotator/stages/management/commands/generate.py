@@ -58,6 +58,9 @@ class Command(BaseCommand):
                 )
             except ValidationError as exc:
                 raise CommandError("; ".join(exc.messages)) from exc
+            if run is None:
+                self.stdout.write(f"{target.slug}: {services.NOTHING_TO_DO}")
+                return
             self.stdout.write(f"generation run {run.pk} ({run.mode}) on {target.slug}: {run.total} images")
         if options["inline"]:
             self.process_inline(run)
@@ -70,9 +73,7 @@ class Command(BaseCommand):
         from annotator.stages.models import GenerationItem
 
         item_ids = list(
-            GenerationItem.objects.filter(run=run, status__in=UNFINISHED).values_list(
-                "pk", flat=True
-            )
+            GenerationItem.objects.filter(run=run, status__in=UNFINISHED).values_list("pk", flat=True)
         )
         with tqdm(total=len(item_ids), unit="img", desc=f"run {run.pk}") as bar:
             for item_id in item_ids:
