@@ -13,7 +13,7 @@ from typing import Any
 from annotator.training.config import TrainingSettings
 from annotator.training.data import Item
 from annotator.training.models import ModelVersion
-from annotator.training.services import checkpoint_path
+from annotator.training.services import checkpoint_path, seeded_for
 
 
 def min_samples() -> int:
@@ -30,9 +30,13 @@ def training_errors() -> tuple[type[BaseException], ...]:
 
 
 def build(version: ModelVersion) -> Any:
+    """The version's model in fp32; a checkpoint-less ``custom`` version gets the seeded random
+    weights every process gives it, so it matches the embeddings stored for it."""
     from engine.sam import build_sam
 
-    return build_sam(version.family, checkpoint=checkpoint_path(version), config=version.config or None)
+    checkpoint = checkpoint_path(version)
+    with seeded_for(version, active=checkpoint is None):
+        return build_sam(version.family, checkpoint=checkpoint, config=version.config or None)
 
 
 def clone(model: Any) -> Any:
