@@ -177,3 +177,24 @@ def test_a_full_fine_tune_gets_its_own_embeddings_after_promotion(
     # and the old encoder's embeddings are kept (a rollback needs them).
     assert Embedding.objects.filter(model_version=version).count() == 8
     assert before <= set(Embedding.objects.values_list("pk", flat=True))
+
+
+def test_a_custom_model_without_checkpoint_trains_from_its_seeded_weights(trainable, settings):
+    """Its embeddings came from the per-version seeded random weights; training starts from the
+    same weights and writes the first real checkpoint of the lineage."""
+    from annotator.training.services import forget_loaded_models
+
+    settings.MASKMILL_CHECKPOINT = ""
+    forget_loaded_models()
+    base = model_version_for(trainable)
+    assert not base.checkpoint
+    from tests.annotator.training.conftest import add_disk_image
+
+    for seed in range(20, 24):  # embeddings under the checkpoint-less version
+        add_disk_image(trainable, seed)
+    run = runs.request_training_run(trainable, enqueue=False)
+    runs.execute_run(run.pk)
+    run.refresh_from_db()
+    assert run.status == JobStatus.DONE, run.reason
+    assert run.metrics["data"]["masks"] == 4 and run.result_version.checkpoint
+    assert run.result_version.parent == base
