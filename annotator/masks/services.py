@@ -105,11 +105,20 @@ def create_mask(
     )
     mask.full_clean(exclude=["segmentation", "bbox"])
     mask.save()
+    count_in_visit(mask)
     if status == MaskStatus.ACCEPTED:
         masks_accepted(image.project_id)
     if mask.status == MaskStatus.ACCEPTED and mask.label_id is not None:
         masks_labelled(image.project)
     return mask
+
+
+def count_in_visit(mask: Mask) -> None:
+    """A mask an annotator saved counts in their open visit to the image (the effort figures)."""
+    # Imported here: the annotation services import this module (StaleVersion).
+    from annotator.annotation.services.visits import count_saved_mask
+
+    count_saved_mask(mask)
 
 
 def masks_labelled(project) -> None:
