@@ -5,7 +5,7 @@ What it does, in one run:
 1. a throw-away installation in a temporary folder (SQLite, media, a vit_b-sized ``custom`` SAM
    with seeded random weights saved as a checkpoint), a project with 1024x768 images and one
    annotator per client; the embeddings are computed up front (the platform's embed code), so the
-   figures are for cached embeddings, as in the issue's budget;
+   figures are for cached embeddings, as in the latency target;
 2. gunicorn (gthread) on 127.0.0.1; each client logs in with a token, prepares its image, then
    clicks: a first click (multimask) and refinement clicks that send the previous logits handle
    back, a new object every few clicks, with an optional think time between clicks;
@@ -16,7 +16,8 @@ What it does, in one run:
     python benchmarks/bench_latency.py [--clients 8] [--clicks 30] [--seconds 60] [--images 4]
         [--think-ms 0 250 1000] [--threads 8] [--torch-threads CPUS]
 
-Prints a table; nothing is asserted. Target (issue 4): vit_b, 8 clients, p50 <= 50 ms, p99 <= 150 ms.
+Prints a table; nothing is asserted. Target (docs/performance.md): vit_b, 8 clients, p50 <= 50 ms,
+p99 <= 150 ms.
 """
 
 from __future__ import annotations
@@ -480,7 +481,7 @@ def main() -> None:
           f"(ours is {in_sam['official'] / in_sam['ours']:.1f}x faster)")  # fmt: skip
     if classic_ms is not None:
         print(f"  classic segmenter predict: {classic_ms:.1f} ms")
-    print("Target (issue 4): vit_b p50 <= 50 ms, p99 <= 150 ms with 8 concurrent clients.")
+    print("Target (docs/performance.md): vit_b p50 <= 50 ms, p99 <= 150 ms with 8 concurrent clients.")
 
 
 if __name__ == "__main__":

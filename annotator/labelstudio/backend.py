@@ -42,6 +42,7 @@ from annotator.masks.models import Mask, MaskStatus
 from annotator.projects.models import Project
 from annotator.stages import services as stages
 from annotator.stages.models import GenerationItem, GenerationMode
+from annotator.suggestions.services import suggestions_for_masks
 from annotator.training.models import JobStatus
 from annotator.training.services import model_version_for
 from engine.masks import decode_rle
@@ -162,14 +163,18 @@ def interactive(
         }
     count("interactive")
     count("interactive_ms", int((time.perf_counter() - started) * 1000))
-    region = brush_result(
-        decode_rle(decoded.segmentation),
-        names[0] if names else None,
-        control,
-        region_id=uuid.uuid4().hex[:10],
-        score=decoded.score,
-    )
-    prediction = {"result": [region], "score": decoded.score, "model_version": version_name}
+    mask = decode_rle(decoded.segmentation)
+    # The project's label head names the region when the prompts carried no label.
+    suggested = suggestions_for_masks(image, [mask])
+    top = suggested.get("suggestions", [{}])[0]
+    label = names[0] if names else (None if top.get("unknown", True) else top["labels"][0]["name"])
+    region = brush_result(mask, label, control, region_id=uuid.uuid4().hex[:10], score=decoded.score)
+    prediction = {
+        "result": [region],
+        "score": decoded.score,
+        "model_version": version_name,
+        "label_suggestions": top.get("labels", []),
+    }
     return {"results": [prediction], "model_version": version_name}
 
 
@@ -252,10 +257,10 @@ def _generate_inline(item_id: int) -> None:
     """``process_item`` for a request thread: the database work here, the generator on the web
     process's model thread (where every torch call of a web process runs)."""
     from annotator.annotation.services import model_thread
+    from annotator.images.embeddings import load_stored
     from annotator.stages.generation import (
         BadImage,
         _takes_embedding,
-        cached_embedding,
         generator_for,
         read_item_image,
         record_fields,
@@ -269,12 +274,12 @@ def _generate_inline(item_id: int) -> None:
     try:
         started = time.perf_counter()
         pixels = read_item_image(claim.image)
-        cached = None if params.get("crop_n_layers") else cached_embedding(claim.image, version)
+        stored = None if params.get("crop_n_layers") else load_stored(claim.image, version)
 
         def generate() -> list[dict[str, Any]]:
             generator = generator_for(version, params)
-            if cached is not None and _takes_embedding(generator):
-                return list(generator.generate(pixels, embedding=cached[0]))
+            if stored is not None and _takes_embedding(generator):
+                return list(generator.generate(pixels, embedding=stored.tensor))
             return list(generator.generate(pixels))
 
         records = model_thread.run(generate)
@@ -349,7 +354,9 @@ def webhook(project: Project, user: AbstractBaseUser, body: Any) -> dict[str, An
             )
         image = services.task_image(connection, task, user)
         link = TaskLink.objects.get(connection=connection, ls_task_id=services.task_id(task))
-        parsed = services.parse_annotation(annotation, image, services.project_labels(project))
+        aid = annotation.get("id")
+        known = services.known_regions(connection, aid if isinstance(aid, int) else -1).get(aid)
+        parsed = services.parse_annotation(annotation, image, services.project_labels(project), known)
         resolver = services.AnnotatorResolver(project, user, _email_lookup(connection))
         counts = services.apply_annotation(connection, link, parsed, resolver)
         count("webhook_annotations")

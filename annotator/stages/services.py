@@ -221,6 +221,15 @@ def resume_run(run: GenerationRun, *, retry_failed: bool = False) -> int:
 INBOX_FILTER = {"new_images": True}
 
 
+def prefill_ingested(project: Project, image_ids: list[int]) -> None:
+    """Images just ingested (``images.services.ingest_files``) into a semi-automatic project are
+    pre-filled like the ones already there, once their rows are committed."""
+    if not image_ids or not Project.objects.filter(pk=project.pk, stage=Stage.SEMI_AUTOMATIC).exists():
+        return
+    ids = list(image_ids)
+    transaction.on_commit(lambda: prefill_new_images(project.pk, ids), robust=True)
+
+
 def prefill_new_images(project_id: int, image_ids: list[int]) -> GenerationRun | None:
     """Pre-fill images ingested while the project is semi-automatic.
 

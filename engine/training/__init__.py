@@ -11,7 +11,7 @@ paper's interactive recipe, and click-protocol evaluation of the result.
 ``python -m engine.training --help`` is the command-line front end.
 """
 
-from engine.sam.checkpoint import CheckpointError
+from engine.sam.checkpoint_load import CheckpointError
 from engine.training.checkpoint import save_checkpoint
 from engine.training.config import (
     MIN_SAMPLES,

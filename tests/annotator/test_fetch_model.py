@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from tests.engine.test_checkpoints import PAYLOAD, PAYLOAD_SHA256, FileServer
+from tests.engine.test_checkpoint_download import PAYLOAD, PAYLOAD_SHA256, FileServer
 
 pytestmark = pytest.mark.skipif(
     "annotator.training" not in settings.INSTALLED_APPS,

@@ -85,12 +85,11 @@ def shared_logits() -> SharedLogits | None:
 
 logits_store = LogitsStore(per_user=LOGITS_PER_USER, ttl=settings.MASKMILL_LOGITS_TTL, shared=shared_logits)
 
-# Every torch call of this process runs on its model thread (clicks in arrival order, each with
-# every core torch may use): a click is ~20-40 ms of matrix products on a CPU, and decoding several
-# at once only makes them share the cores and the caches. One thread also keeps one OpenMP team,
-# whose workers then spin between a click's parallel regions instead of sleeping; a second team
-# (any request thread that touched torch) made every click 1.6x slower (engine.runtime). No
-# batching across requests: different images share no work in the decoder.
+# Every torch call of this process runs on its model thread, clicks in arrival order, each with
+# every core torch may use: decoding several at once only makes them share the cores and caches,
+# and a second thread touching torch would start a second OpenMP team (engine.runtime says why
+# that is slow; docs/performance.md has the figures). No batching across requests: different
+# images share no work in the decoder.
 model_thread = ModelThread()
 
 
@@ -212,9 +211,9 @@ def prefetch_queue(image: Image, user: AbstractBaseUser, count: int | None = Non
         queue_candidates(image.project, user).exclude(pk=image.pk).values_list("pk", flat=True)[:count]
     )
     have = set(
-        Embedding.objects.filter(image_id__in=upcoming, model_version=model_version).values_list(
-            "image_id", flat=True
-        )
+        Embedding.objects.filter(
+            image_id__in=upcoming, model_version_id=model_version.embedding_version_id
+        ).values_list("image_id", flat=True)
     )
     now, queued = time.monotonic(), []
     for image_id in upcoming:

@@ -284,3 +284,38 @@ def test_brush_roundtrip_keeps_every_pixel():
     mask = rng.random((48, 64)) > 0.5
     item = brush_result(mask, "cat", controls(CONFIG)["brushlabels"], region_id="a")
     assert np.array_equal(brush_rle_to_mask(item["value"]["rle"], 48, 64), mask)
+
+
+def test_interactive_click_without_a_label_is_named_by_the_label_head(project, linked, annotator_client):
+    """With an active label head, an unlabelled click's region gets the confident top suggestion,
+    and the prediction lists the top labels with their probabilities."""
+    import numpy as np
+
+    from annotator.projects.models import Label
+    from annotator.suggestions.models import HeadStatus, LabelHeadVersion
+    from engine.labels import LabelHead
+
+    cat, dog = Label.objects.get(project=project, name="cat"), Label.objects.get(project=project, name="dog")
+    n = 34  # the classic feature set's size
+    head = LabelHead(
+        label_ids=np.array([cat.pk, dog.pk]),
+        label_names=["cat", "dog"],
+        mean=np.zeros(n, np.float32),
+        scale=np.ones(n, np.float32),
+        weights=np.zeros((n, 2), np.float32),
+        bias=np.array([4.0, 0.0], np.float32),  # always cat, confidently
+        kind="classic",
+    )
+    LabelHeadVersion.objects.create(
+        project=project, kind="classic", data=head.to_bytes(), status=HeadStatus.ACTIVE
+    )
+    unlabelled = click(50, 50)
+    unlabelled["value"]["keypointlabels"] = []
+    answer = annotator_client.post(
+        f"/ls/{project.pk}/predict", body(context={"result": [unlabelled]}), format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    (prediction,) = answer.json()["results"]
+    assert prediction["result"][0]["value"]["brushlabels"] == ["cat"]
+    assert [s["name"] for s in prediction["label_suggestions"]] == ["cat", "dog"]
+    assert prediction["label_suggestions"][0]["probability"] > 0.9

@@ -1,4 +1,4 @@
-"""engine.checkpoints.download against a real HTTP server on 127.0.0.1 that serves a generated
+"""engine.checkpoint_download.download against a real HTTP server on 127.0.0.1 that serves a generated
 file and misbehaves on request: drops the connection mid-body, answers 5xx, ignores Range."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from engine.checkpoints import CHECKPOINTS, ChecksumError, DownloadError, download
+from engine.checkpoint_download import CHECKPOINTS, ChecksumError, DownloadError, download
 
 PAYLOAD = random.Random(0).randbytes(600_000)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()

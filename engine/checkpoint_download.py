@@ -1,4 +1,5 @@
-"""The official checkpoint files and a download that survives real networks.
+"""Downloading checkpoints (not loading them: that is ``engine.sam.checkpoint_load``): the official
+files and a download that survives real networks.
 
 ``download`` streams into ``<file>.part`` next to the destination, resumes an interrupted
 transfer with an HTTP Range request (and starts over when the server ignores Range), retries

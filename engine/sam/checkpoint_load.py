@@ -1,4 +1,5 @@
-"""Reading SAM-family checkpoints and explaining, in words, why one does not fit a model."""
+"""Loading SAM-family checkpoints into a model (downloading them is ``engine.checkpoint_download``),
+and explaining, in words, why one does not fit."""
 
 from __future__ import annotations
 
