@@ -274,12 +274,12 @@ def _generate_inline(item_id: int) -> None:
     try:
         started = time.perf_counter()
         pixels = read_item_image(claim.image)
-        cached = None if params.get("crop_n_layers") else load_stored(claim.image, version)
+        stored = None if params.get("crop_n_layers") else load_stored(claim.image, version)
 
         def generate() -> list[dict[str, Any]]:
             generator = generator_for(version, params)
-            if cached is not None and _takes_embedding(generator):
-                return list(generator.generate(pixels, embedding=cached.tensor))
+            if stored is not None and _takes_embedding(generator):
+                return list(generator.generate(pixels, embedding=stored.tensor))
             return list(generator.generate(pixels))
 
         records = model_thread.run(generate)
@@ -354,7 +354,9 @@ def webhook(project: Project, user: AbstractBaseUser, body: Any) -> dict[str, An
             )
         image = services.task_image(connection, task, user)
         link = TaskLink.objects.get(connection=connection, ls_task_id=services.task_id(task))
-        parsed = services.parse_annotation(annotation, image, services.project_labels(project))
+        aid = annotation.get("id")
+        known = services.known_regions(connection, aid if isinstance(aid, int) else -1).get(aid)
+        parsed = services.parse_annotation(annotation, image, services.project_labels(project), known)
         resolver = services.AnnotatorResolver(project, user, _email_lookup(connection))
         counts = services.apply_annotation(connection, link, parsed, resolver)
         count("webhook_annotations")

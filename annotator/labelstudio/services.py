@@ -114,13 +114,18 @@ def region_digest(item: dict[str, Any]) -> str:
 @dataclass
 class ParsedAnnotation:
     annotation_id: int
-    regions: list[tuple[str, str, Region]] = field(default_factory=list)  # (region id, digest, region)
+    # (region id, digest, region); region None: unchanged since it was last applied (not parsed again)
+    regions: list[tuple[str, str, Region | None]] = field(default_factory=list)
     completed_by: Any = None
     ignored: int = 0
 
 
-def parse_annotation(annotation: Any, image: Image, labels: set[str]) -> ParsedAnnotation:
-    """Check an annotation completely against its image and the project's labels (no writes)."""
+def parse_annotation(
+    annotation: Any, image: Image, labels: set[str], known: dict[str, str] | None = None
+) -> ParsedAnnotation:
+    """Check an annotation completely against its image and the project's labels (no writes).
+    ``known`` (region id → digest last applied): regions whose digest has not changed were
+    checked when they were applied and are not decoded again."""
     if not isinstance(annotation, dict):
         raise RegionError("an annotation must be a JSON object")
     aid = annotation.get("id")
@@ -139,16 +144,21 @@ def parse_annotation(annotation: Any, image: Image, labels: set[str]) -> ParsedA
         if item.get("type") not in MASK_KINDS:
             parsed.ignored += 1  # key points are prompts; choices, text... are not masks
             continue
+        raw_id = item.get("id")
+        rid = str(raw_id)[:100] if isinstance(raw_id, (str, int)) and str(raw_id) else f"#{index}"
+        seen[rid] = seen.get(rid, 0) + 1
+        if seen[rid] > 1:
+            rid = f"{rid}#{seen[rid]}"
+        digest = region_digest(item)
+        if known and known.get(rid) == digest:
+            parsed.regions.append((rid, digest, None))
+            continue
         try:
             region = parse_region(item, image.width, image.height)
         except RegionError as error:
             raise RegionError(f"annotation {aid}, result[{index}]: {error}") from None
-        rid = region.region_id or f"#{index}"
-        seen[rid] = seen.get(rid, 0) + 1
-        if seen[rid] > 1:
-            rid = f"{rid}#{seen[rid]}"
-        parsed.regions.append((rid, region_digest(item), region))
-    check_labels([r for _, _, r in parsed.regions], labels)
+        parsed.regions.append((rid, digest, region))
+    check_labels([r for _, _, r in parsed.regions if r is not None], labels)
     return parsed
 
 
@@ -216,7 +226,7 @@ def apply_annotation(
         for rid, digest, r in parsed.regions
         if rid not in existing or existing[rid].digest != digest
     ]
-    pixels = {rid: region_mask(project, image, region) for rid, _, region in todo}
+    pixels = {rid: region_mask(project, image, region) for rid, _, region in todo if region is not None}
     labels = {label.name: label for label in Label.objects.filter(project=project)}
     email = resolver.email(parsed.completed_by)
     annotator = resolver.user(email)
@@ -226,6 +236,8 @@ def apply_annotation(
             old = existing.get(rid)
             if old is not None and old.digest == digest:
                 counts["unchanged"] += 1
+                continue
+            if region is None:  # parsed as unchanged, but its link went meanwhile: apply it next time
                 continue
             segmentation = encode_rle(pixels[rid])
             label = labels.get(region.label) if region.label else None
@@ -258,6 +270,17 @@ def apply_annotation(
         gone = [m.mask_id for rid, m in existing.items() if rid not in kept]
         counts["deleted"] = delete_masks(gone)
     return counts
+
+
+def known_regions(connection: Connection, annotation_id: int | None = None) -> dict[int, dict[str, str]]:
+    """annotation id → {region id: digest} as last applied."""
+    links = MaskLink.objects.filter(connection=connection)
+    if annotation_id is not None:
+        links = links.filter(ls_annotation_id=annotation_id)
+    found: dict[int, dict[str, str]] = {}
+    for aid, rid, digest in links.values_list("ls_annotation_id", "region_id", "digest"):
+        found.setdefault(aid, {})[rid] = digest
+    return found
 
 
 def delete_masks(mask_ids: list[int]) -> int:

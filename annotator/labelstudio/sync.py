@@ -296,13 +296,16 @@ def pull(connection: Connection, user: AbstractBaseUser | None = None) -> dict[s
         if images[tid] is None and _annotations(task):
             fetched[tid] = services.fetch_task(connection, task)
     plans = []
+    known = services.known_regions(connection)
     for task in tasks:
         tid = task["id"]
         image = images[tid]
         for annotation in _annotations(task):
             if image is None:  # check sizes against the fetched bytes' image before ingesting
                 image = _probe(fetched[tid], tid)
-            plans.append((task, annotation, services.parse_annotation(annotation, image, labels)))
+            aid = annotation.get("id") if isinstance(annotation, dict) else None
+            parsed = services.parse_annotation(annotation, image, labels, known.get(aid))
+            plans.append((task, annotation, parsed))
     # 2. write: link new images, then each annotation (rectangles decoded by the model on the way)
     for task in tasks:
         if task["id"] in fetched:

@@ -53,12 +53,9 @@ def structured_(model: torch.nn.Module, sharpness: float, offset: float, iou_shi
 
 
 def ours_from(official: torch.nn.Module, config: dict) -> torch.nn.Module:
-    """Maskmill's model with the official weights, or the official module itself while engine.sam
-    does not exist yet (the generator only relies on the Sam interface)."""
-    try:
-        from engine.sam import build_sam
-    except ImportError:
-        return official
+    """Maskmill's model with the official weights."""
+    from engine.sam import build_sam
+
     model = build_sam("custom", config=config)
     model.load_state_dict(official.state_dict())
     return model.eval()
