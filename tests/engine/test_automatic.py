@@ -323,7 +323,7 @@ def test_survivor_logits_over_the_budget_are_decoded_again(small_models, monkeyp
 
 
 def test_survivors_keep_logits_within_the_budget():
-    from engine.automatic.generator import _Survivors
+    from engine.automatic.amg import Survivors as _Survivors
 
     survivors = _Survivors(budget=2 * 10 * 4 * 4 * 4)  # two batches of 10 masks of 4x4 float32
     logits = {batch: torch.full((10, 4, 4), float(batch)) for batch in range(3)}
