@@ -63,6 +63,9 @@ def activate(
             reason=reason,
             created_by=user if user is not None and user.is_authenticated else None,
         )
+        from annotator.suggestions.services import version_activated
+
+        version_activated(locked, version, gated=kind == PromotionKind.GATED)
         if previous is None or previous.embedding_version_id != version.embedding_version_id:
             transaction.on_commit(lambda: queue_embeddings(project.pk, version.pk))
     project.active_model_version = version
