@@ -163,6 +163,8 @@ def push(
     ls = sdk(connection)
     ls_project = ensure_project(connection)
     control = controls(label_config(_labels(connection)))[BRUSH]
+    # tasks uploaded by an interrupted push are linked first, not uploaded twice
+    link_uploaded(connection, ls_project)
     images = list(Image.objects.filter(project=connection.project).order_by("id"))
     unlinked = [
         image for image in images if not TaskLink.objects.filter(connection=connection, image=image).exists()
