@@ -211,6 +211,10 @@ MASKMILL_EMBED_TIME_LIMIT = env_int("MASKMILL_EMBED_TIME_LIMIT", 600)
 MASKMILL_GENERATE_TIME_LIMIT = env_int("MASKMILL_GENERATE_TIME_LIMIT", 900)  # seconds per image
 MASKMILL_GENERATE_MAX_ATTEMPTS = env_int("MASKMILL_GENERATE_MAX_ATTEMPTS", 5)  # claims before an item fails
 MASKMILL_GENERATE_MAX_RETRIES = env_int("MASKMILL_GENERATE_MAX_RETRIES", 8)  # retries on transient errors
+MASKMILL_TRAIN_TIME_LIMIT = env_int("MASKMILL_TRAIN_TIME_LIMIT", 6 * 3600)  # seconds per training run
+# A running training run whose heartbeat is older than this belonged to a worker that died: the
+# next delivery of its task, or the next request for a run, starts it again.
+MASKMILL_TRAIN_STALE_SECONDS = env_int("MASKMILL_TRAIN_STALE_SECONDS", 600)
 # Stage 2/3 mask generator: dotted path of a factory (empty: the engine's automatic generator).
 MASKMILL_MASK_GENERATOR = os.environ.get("MASKMILL_MASK_GENERATOR", "")
 MASKMILL_MASK_COPY = env_bool("MASKMILL_MASK_COPY", True)  # PostgreSQL: write generated masks with COPY

@@ -8,8 +8,8 @@ PostgreSQL (batched ``bulk_create`` against ``COPY``).
             [--precision fp32,int8] [--size 256x192] [--phase-images 5]
 
 Random weights (thresholds lowered so masks survive), synthetic images. ``--precision`` runs the
-whole measurement once per encoder precision (MASKMILL_ENCODER_PRECISION in the workers). The
-the vit_b run: ``--model vit_b --images 10 --size 1024x768 --points 16 --precision fp32,int8``.
+whole measurement once per encoder precision (MASKMILL_ENCODER_PRECISION in the workers).
+The vit_b run: ``--model vit_b --images 10 --size 1024x768 --points 16 --precision fp32,int8``.
 Figures only; no assertion on speed anywhere.
 """
 

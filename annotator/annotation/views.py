@@ -23,6 +23,7 @@ from annotator.params import int_or_none, parse_id, parse_int
 from annotator.projects.access import EDITORS, check_project_access, get_project, role_in
 from annotator.projects.models import Role
 from annotator.suggestions import selectors as suggestions_selectors
+from annotator.training.pages import training_charts
 
 REVIEWERS = (Role.MANAGER, Role.REVIEWER)
 
@@ -195,5 +196,6 @@ def dashboard_page(request: HttpRequest, pk: int) -> HttpResponse:
         ),
         "suggestions": suggestions_selectors.dashboard_section(project),
         "min_masks": settings.MASKMILL_LABEL_MIN_MASKS_PER_LABEL,
+        **training_charts(project),
     }
     return render(request, "annotation/dashboard.html", context)

@@ -31,6 +31,7 @@ from annotator.stages.models import (
     PrefillOrigin,
     segmentation_sha1,
 )
+from annotator.training.triggers import masks_accepted
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ def finish_item(claim: Claim, fields: list[dict[str, Any]], seconds: float) -> b
             for values in fields
         ]
         write_masks(masks, with_ids=mode == GenerationMode.SEMI)
+        if masks and mask_status == MaskStatus.ACCEPTED:
+            masks_accepted(image.project_id)  # the retraining threshold may count automatic masks
         if mode == GenerationMode.SEMI:
             PrefillOrigin.objects.bulk_create(
                 [

@@ -211,9 +211,9 @@ def prefetch_queue(image: Image, user: AbstractBaseUser, count: int | None = Non
         queue_candidates(image.project, user).exclude(pk=image.pk).values_list("pk", flat=True)[:count]
     )
     have = set(
-        Embedding.objects.filter(image_id__in=upcoming, model_version=model_version).values_list(
-            "image_id", flat=True
-        )
+        Embedding.objects.filter(
+            image_id__in=upcoming, model_version_id=model_version.embedding_version_id
+        ).values_list("image_id", flat=True)
     )
     now, queued = time.monotonic(), []
     for image_id in upcoming:
