@@ -335,7 +335,7 @@ def _masks_of(done: dict[int, int]) -> dict[int, list[Mask]]:
 
 
 class NotAvailable(Exception):
-    """A webhook action this Maskmill cannot perform (the answer says why)."""
+    """A webhook action that cannot be done now (the answer says why: a 409)."""
 
 
 def webhook(project: Project, user: AbstractBaseUser, body: Any) -> dict[str, Any]:
@@ -375,16 +375,18 @@ def webhook(project: Project, user: AbstractBaseUser, body: Any) -> dict[str, An
 
 
 def start_training(project: Project, user: AbstractBaseUser) -> dict[str, Any]:
-    from annotator.training import services as training
+    """Label Studio's "Start training": a Maskmill training run of the project, as a manager's
+    manual request (same rules: one run at a time, enough accepted masks, a SAM model)."""
+    from annotator.projects.access import MANAGERS, check_project_access
+    from annotator.training import runs
+    from annotator.training.models import TrainingTrigger
 
-    request_run = getattr(training, "request_training_run", None)
-    if request_run is None:
-        raise NotAvailable(
-            "training runs are not available in this Maskmill yet; nothing was queued (train from Maskmill "
-            "once training runs exist)"
-        )
-    run = request_run(project, user=user, trigger="manual")
-    return {"status": "queued", "action": "START_TRAINING", "training_run": getattr(run, "pk", None)}
+    check_project_access(user, project.pk, MANAGERS)
+    try:
+        run = runs.request_training_run(project, trigger=TrainingTrigger.MANUAL, user=user)
+    except runs.TrainingBusy as busy:
+        raise NotAvailable(str(busy)) from None
+    return {"status": "queued", "action": "START_TRAINING", "training_run": run.pk}
 
 
 def _email_lookup(connection: Connection | None):
