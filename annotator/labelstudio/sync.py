@@ -181,7 +181,7 @@ def push(
             for m in Mask.objects.filter(image=link.image, status__in=statuses)
             .select_related("label")
             .order_by("id")
-            if m.pk not in pulled or as_annotations
+            if m.pk not in pulled  # masks that came from Label Studio annotations are there already
         ]
         digest = _digest(kind, masks)
         if digest == link.pushed_digest and kind == (link.pushed_kind or kind):

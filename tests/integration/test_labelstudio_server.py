@@ -258,6 +258,21 @@ def test_label_studio_round_trip(label_studio, maskmill, platform, django_user_m
     fixed = sync.pull(connection, manager)
     assert fixed["created"] == 1 and Mask.objects.count() == before + 1
     ls.annotations.delete(good.id)
+    sync.pull(connection, manager)
+
+    # masks pushed as annotations come back from a pull as themselves, not as copies
+    as_annotations = sync.push(connection, as_annotations=True)
+    assert as_annotations["tasks_sent"] == 3, as_annotations
+    for semi_image in images:
+        (made,) = ls.annotations.list(id=task_of[semi_image.pk])
+        expected = Mask.objects.filter(image=semi_image).order_by("id")
+        assert len(made.result) == expected.count()
+        for item, mask in zip(made.result, expected):
+            pixels = brush_rle_to_mask(item["value"]["rle"], semi_image.height, semi_image.width)
+            assert np.array_equal(pixels, decode_rle(mask.segmentation))
+    count = Mask.objects.count()
+    back = sync.pull(connection, manager)
+    assert (back["created"], back["deleted"]) == (0, 0) and Mask.objects.count() == count, back
     TIMINGS["run_s"] = time.monotonic() - began
     print(
         f"label-studio {lss.VERSION}: install {TIMINGS['install_s']:.0f} s (0 = cached), "
