@@ -168,7 +168,9 @@ def interactive(
     suggested = suggestions_for_masks(image, [mask])
     top = suggested.get("suggestions", [{}])[0]
     label = names[0] if names else (None if top.get("unknown", True) else top["labels"][0]["name"])
-    region = brush_result(mask, label, control, region_id=uuid.uuid4().hex[:10], score=decoded.score)
+    region = brush_result(
+        decoded.segmentation, label, control, region_id=uuid.uuid4().hex[:10], score=decoded.score
+    )
     prediction = {
         "result": [region],
         "score": decoded.score,
@@ -231,7 +233,7 @@ def batch(
             continue
         regions = [
             brush_result(
-                decode_rle(m.segmentation),
+                m.segmentation,
                 m.label.name if m.label else None,
                 control,
                 region_id=f"mm-{m.pk}",

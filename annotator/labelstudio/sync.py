@@ -29,7 +29,6 @@ from annotator.labelstudio.models import Connection, MaskLink, TaskLink
 from annotator.labelstudio.regions import BRUSH, RegionError, brush_result, controls, label_config
 from annotator.masks.models import Mask, MaskStatus
 from annotator.projects.models import Label
-from engine.masks import decode_rle
 
 UPLOAD_BATCH = 25
 PUSH_MODEL_VERSION = "maskmill-push"
@@ -191,7 +190,7 @@ def push(
         if masks:
             result = [
                 brush_result(
-                    decode_rle(m.segmentation),
+                    m.segmentation,
                     m.label.name if m.label else None,
                     control,
                     region_id=f"mm-{m.pk}",
