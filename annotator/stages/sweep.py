@@ -50,8 +50,11 @@ def queue_size(name: str) -> int | None:
 
     try:
         with app.connection_for_write() as connection:
-            declared = connection.default_channel.queue_declare(queue=name, passive=True)
-            return int(declared.message_count)
+            queue = app.amqp.queues[name](connection.default_channel)
+            # Declared (with its binding) first: a broker restarted empty has neither, and a
+            # message sent to an unbound queue's exchange would be dropped.
+            queue.declare()
+            return int(queue.queue_declare().message_count)  # not passive: Redis has no empty queues
     except Exception:
         log.warning("sweep: could not ask the broker for the size of queue %r", name, exc_info=True)
         return None
