@@ -294,6 +294,11 @@ if MASKMILL_LOGITS_STORE == "redis" and not MASKMILL_REDIS_URL:
 MASKMILL_LOGITS_DIR = Path(os.environ.get("MASKMILL_LOGITS_DIR", VAR_DIR / "logits"))
 MASKMILL_LOGITS_TTL = env_int("MASKMILL_LOGITS_TTL", 3600)
 MASKMILL_LOGITS_KEY_PREFIX = os.environ.get("MASKMILL_LOGITS_KEY_PREFIX", "maskmill:logits:")
+# Label Studio (annotator.labelstudio): seconds for its API calls and for fetching a task's image,
+# and the seconds a predict request may spend computing before the rest of its tasks are queued.
+MASKMILL_LS_TIMEOUT = env_int("MASKMILL_LS_TIMEOUT", 60)
+MASKMILL_LS_FETCH_TIMEOUT = env_int("MASKMILL_LS_FETCH_TIMEOUT", 30)
+MASKMILL_LS_PREDICT_BUDGET = env_int("MASKMILL_LS_PREDICT_BUDGET", 20)
 # Progress and results live in Maskmill's own tables, so a result backend is optional
 # (e.g. CELERY_RESULT_BACKEND=redis://...).
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None

@@ -11,7 +11,6 @@ expires after ``MASKMILL_EMBED_TIME_LIMIT`` and is taken over.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
@@ -160,8 +159,9 @@ def load_stored(image: Image, model_version: ModelVersion) -> StoredEmbedding | 
     """The stored embedding of the image under this model (filed under the version whose encoder
     it runs, shared by the versions that changed only the decoder), or None when there is none.
 
-    A row whose file is lost or unreadable is deleted (with what is left of its file), so the next
-    ``ensure_embedding`` computes it again instead of every reader tripping over it.
+    A row whose file is lost or unreadable is deleted (its file follows once that commits, see
+    ``images.signals``), so the next ``ensure_embedding`` computes it again instead of every reader
+    tripping over it.
     """
     from engine.embeddings import load_embedding
 
@@ -177,8 +177,6 @@ def load_stored(image: Image, model_version: ModelVersion) -> StoredEmbedding | 
         log.warning(
             "embedding %s of image %s is unreadable (%s); it will be computed again", row.pk, image.pk, exc
         )
-        with contextlib.suppress(OSError):
-            row.file.delete(save=False)
         row.delete()
         return None
     input_size = (int(row.input_size[0]), int(row.input_size[1])) if row.input_size else None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BasicAuthentication
 from rest_framework.authtoken.models import Token
@@ -19,3 +20,17 @@ class UsernameTokenAuthentication(BasicAuthentication):
                 "and API token)"
             )
         return token.user, token
+
+
+class UsernameTokenScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes the backend's authentication: HTTP basic, username and token."""
+
+    target_class = "annotator.labelstudio.auth.UsernameTokenAuthentication"
+    name = "labelStudioBasicAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "Maskmill username and API token (Label Studio's ML-backend basic auth)",
+        }

@@ -64,7 +64,7 @@ def model_version_name(project: Project) -> str:
 
 
 def budget_seconds() -> float:
-    return float(getattr(settings, "MASKMILL_LS_PREDICT_BUDGET", 20))
+    return float(settings.MASKMILL_LS_PREDICT_BUDGET)
 
 
 def brush_control(body: dict[str, Any]) -> Control:

@@ -44,17 +44,14 @@ def feature_version(project: Project) -> ModelVersion | None:
     from annotator.training.services import model_version_for
 
     version = model_version_for(project)
-    encoder_id = getattr(version, "encoder_id", None)
-    if version is not None and encoder_id and encoder_id != version.pk:
-        return ModelVersion.objects.get(pk=encoder_id)
+    if version is not None and version.embedding_version_id != version.pk:
+        return ModelVersion.objects.get(pk=version.embedding_version_id)
     return version
 
 
 def feature_source_id(version: ModelVersion | None) -> int | None:
     """The id heads are stored under: the version whose encoder made the embeddings."""
-    if version is None:
-        return None
-    return getattr(version, "encoder_id", None) or version.pk
+    return None if version is None else version.embedding_version_id
 
 
 # ---- training -----------------------------------------------------------------------------------
@@ -105,6 +102,7 @@ def train_head(
     metrics["train_masks"] = len(train.labels)
     active = active_head_row(project, version)
     promote_now, reason = gate(metrics, active, val)
+    metrics["passes_gate"] = promote_now
     with transaction.atomic():
         row = LabelHeadVersion.objects.create(
             project=project,
@@ -151,20 +149,33 @@ def activate(row: LabelHeadVersion) -> None:
         _active.clear()
 
 
-def heads_for_run(training_run: Any) -> None:
-    """Train the head alongside a model training run; it is promoted with the model version (the
-    training run promotes by calling :func:`promote_with_version`)."""
+def heads_for_run(training_run: Any) -> LabelHeadVersion | None:
+    """Train the head alongside a model training run, as a candidate: it goes live with the run's
+    model version (:func:`version_activated`), and only if it also passes its own gate."""
     try:
-        train_head(training_run.project, HeadTrigger.TRAINING_RUN, training_run=training_run, promote=False)
+        return train_head(
+            training_run.project, HeadTrigger.TRAINING_RUN, training_run=training_run, promote=False
+        )
     except LabelHeadError as exc:
         log.info("training run %s: no label head (%s)", training_run.pk, exc)
+        return None
 
 
-def promote_with_version(training_run: Any) -> None:
-    """The model version of ``training_run`` was promoted: its head goes live with it."""
-    row = LabelHeadVersion.objects.filter(training_run=training_run).first()
-    if row is not None:
-        activate(row)
+def version_activated(project: Project, version: ModelVersion, gated: bool) -> None:
+    """``version`` became the project's active model: the head trained in the run that made it goes
+    live with it (a gated promotion also needs the head's own gate; a manager's promotion or a
+    rollback takes the version's head as it is)."""
+    row = (
+        LabelHeadVersion.objects.filter(project=project, training_run__result_version=version)
+        .defer("data")
+        .order_by("-id")
+        .first()
+    )
+    if row is None or row.status == HeadStatus.ACTIVE:
+        return
+    if gated and not row.metrics.get("passes_gate", False):
+        return
+    activate(row)
 
 
 def note_labelled_masks(project: Project) -> bool:

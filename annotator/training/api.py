@@ -17,7 +17,7 @@ from annotator.training import promotion, runs, schedule, selectors
 from annotator.training.models import TrainingRun, TrainingTrigger
 
 
-class RunCreateSerializer(serializers.Serializer):
+class TrainingRunCreateSerializer(serializers.Serializer):
     parameters = serializers.JSONField(
         required=False, help_text="overrides of the project's training settings for this run"
     )
@@ -61,12 +61,12 @@ class TrainingRunList(APIView):
         page = paginator.paginate_queryset(
             TrainingRun.objects.filter(project=project).order_by("-id"), request, view=self
         )
-        return paginator.get_paginated_response([selectors.run_summary(r) for r in page])
+        return paginator.get_paginated_response([selectors.run_summary(r, with_log=False) for r in page])
 
-    @extend_schema(request=RunCreateSerializer, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=TrainingRunCreateSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request, pk: int) -> Response:
         project = get_project(request.user, pk, MANAGERS)
-        body = RunCreateSerializer(data=request.data)
+        body = TrainingRunCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
             run = runs.request_training_run(

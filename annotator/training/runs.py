@@ -270,6 +270,9 @@ def _train_and_gate(run: TrainingRun) -> None:
     active = model_version_for(Project.objects.get(pk=project.pk)) or base
     evaluation, decision = _evaluate(run, config, base, active, model, base_copy, device)
     _record(run, evaluation=evaluation)
+    from annotator.suggestions.services import heads_for_run
+
+    heads_for_run(run)  # the label head trains with the model and goes live with its version
     progress.check()
     _store_version(run, config, base, model, selected, outcome, evaluation, decision)
 

@@ -69,6 +69,22 @@ def axis_plan(in_size: int, out_size: int) -> AxisPlan:
     )
 
 
+def truncated_plan(plan: AxisPlan, size: int) -> AxisPlan:
+    """The first ``size`` output indices of ``plan``: the resize followed by a crop, as the
+    unpadding after ``Sam.postprocess_masks``' first resize (low-res logits to the padded square
+    model frame, then the input's rows and columns)."""
+    if not 1 <= size <= plan.out_size:
+        raise ValueError(f"size must be in 1..{plan.out_size}, got {size}")
+    counts = (plan.starts + plan.counts).clamp(max=size) - plan.starts
+    return AxisPlan(
+        out_size=size,
+        starts=plan.starts.clamp(max=size),
+        counts=counts.clamp(min=0),
+        lambda0=plan.lambda0,
+        step=plan.step,
+    )
+
+
 def upsample_to_model_frame(
     low_res: torch.Tensor, img_size: int, input_size: tuple[int, int]
 ) -> torch.Tensor:

@@ -70,12 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-limit", type=int, default=None, help="evaluate only the first N objects")
     parser.add_argument("--clicks", type=int, default=20, help="click budget of the evaluation")
     parser.add_argument("--train-prompt-encoder", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--log-every", type=int, default=10, help="progress line every N steps")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         lr = args.lr if args.lr is not None else (1e-4 if args.mode == "decoder" else 3e-4)
         config = TrainConfig(

@@ -46,6 +46,7 @@ class TrainConfig:
     steps: int = 200
     batch: int = 4
     lr: float = 1e-4
+    encoder_lr: float | None = None  # full mode: the image encoder's rate (None: ``lr``)
     weight_decay: float = 0.01
     warmup: int = 20
     seed: int = 0
@@ -93,6 +94,12 @@ class TrainConfig:
                 or value < 0
             ):
                 raise TrainingError(f"{name} must be a finite non-negative number, got {value!r}")
+        if self.encoder_lr is not None and (
+            not isinstance(self.encoder_lr, (int, float))
+            or not np.isfinite(self.encoder_lr)
+            or self.encoder_lr <= 0
+        ):
+            raise TrainingError(f"encoder_lr must be a positive number or None, got {self.encoder_lr!r}")
         if self.lr <= 0:
             raise TrainingError(f"lr must be positive, got {self.lr!r}")
         low, high = self.scale_jitter

@@ -181,7 +181,12 @@ def train(
     chosen = {id(p) for p in params}
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    encoder_ids = {id(p) for p in model.image_encoder.parameters()}
+    groups = [{"params": [p for p in params if id(p) not in encoder_ids], "lr": config.lr}]
+    encoder_params = [p for p in params if id(p) in encoder_ids]
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": config.encoder_lr or config.lr})
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
     result = TrainResult(steps_done=0, steps=config.steps, samples=len(prepared), mode=config.mode)
     result.skipped = list(prepared.skipped)

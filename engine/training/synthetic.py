@@ -67,9 +67,9 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     return a * t[..., None] + b * (1 - t[..., None])
 
 
-def _shape_mask(rng: np.random.Generator, size: int) -> np.ndarray:
+def _shape_mask(rng: np.random.Generator, size: int, radius_range: tuple[float, float]) -> np.ndarray:
     mask = np.zeros((size, size), np.uint8)
-    radius = rng.uniform(0.12, 0.3) * size
+    radius = rng.uniform(radius_range[0], radius_range[1]) * size
     cx, cy = rng.uniform(radius * 0.6, size - radius * 0.6, 2)
     kind = SHAPES[rng.integers(0, len(SHAPES))]
     angle = rng.uniform(0, 2 * math.pi)
@@ -101,14 +101,17 @@ def _shape_mask(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def make_scene(
-    rng: np.random.Generator, size: int = 128, objects: tuple[int, int] = (1, 3)
+    rng: np.random.Generator,
+    size: int = 128,
+    objects: tuple[int, int] = (1, 3),
+    radius: tuple[float, float] = (0.12, 0.3),
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """One (size, size, 3) uint8 image and the visible masks of its shapes (occlusion applied;
     shapes left with under 2 % of the image are dropped)."""
     image = _background(rng, size)
     masks: list[np.ndarray] = []
     for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
-        mask = _shape_mask(rng, size)
+        mask = _shape_mask(rng, size, radius)
         texture = _texture(rng, size)
         shade = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), 3) * 12
         image[mask] = texture[mask] + shade[mask][:, None]
@@ -118,12 +121,20 @@ def make_scene(
     return image, [m for m in masks if m.sum() >= 0.02 * size * size]
 
 
-def make_samples(images: int, seed: int = 0, size: int = 128, prefix: str = "scene") -> list[TrainingSample]:
-    """Samples of ``images`` scenes; objects of one scene share its image."""
+def make_samples(
+    images: int,
+    seed: int = 0,
+    size: int = 128,
+    prefix: str = "scene",
+    objects: tuple[int, int] = (1, 3),
+    radius: tuple[float, float] = (0.12, 0.3),
+) -> list[TrainingSample]:
+    """Samples of ``images`` scenes with ``objects`` shapes each, of ``radius`` (fractions of the
+    side); objects of one scene share its image."""
     rng = np.random.default_rng(seed)
     samples = []
     for index in range(images):
-        image, masks = make_scene(rng, size)
+        image, masks = make_scene(rng, size, objects, radius)
         key = f"{prefix}{seed}_{index:05d}"
         for number, mask in enumerate(masks):
             samples.append(TrainingSample(mask=mask, image=image, name=f"{key}_{number}", image_key=key))

@@ -159,7 +159,6 @@ def test_reviewers_cannot_open_the_annotation_page(project, images, users):
 
 
 def test_visit_counts_clicks_and_saved_masks(project, images, users):
-    pytest.importorskip("engine.classic", reason="engine.classic arrives with the classic branch")
     image = images[0]
     page_client(users["annotator"]).get(f"/images/{image.pk}/annotate/")
     client = api_client(users["annotator"])

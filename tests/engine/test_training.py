@@ -143,3 +143,75 @@ def test_evaluate_reports_click_metrics_from_images_and_embeddings():
     assert from_images["instances"] == 4
     assert all(0 <= from_images[k] <= 1 for k in ("mIoU@1", "mIoU@5"))
     assert 1 <= from_images["NoC@85"] <= 5 and not math.isnan(from_images["NoC@90"])
+
+
+# vit_b's image size, prompt encoder and decoder with a small encoder: what segment_anything's
+# registry builds for vit_b (its ``_build_sam``), at a size a test can afford.
+VIT_B_SHAPED = {
+    "encoder_embed_dim": 64,
+    "encoder_depth": 2,
+    "encoder_num_heads": 2,
+    "encoder_global_attn_indexes": [1],
+}
+
+
+@pytest.mark.reference
+def test_checkpoint_loads_through_segment_anythings_registry_path(tmp_path):
+    from tests.reference import reference
+
+    torch.manual_seed(0)
+    model = build_sam("custom", config=VIT_B_SHAPED)
+    embedding = torch.randn(1, 256, 64, 64).half()
+    masks = _samples(MIN_SAMPLES)
+    samples = [TrainingSample(mask=s.mask, embedding=embedding, image_key="one") for s in masks]
+    result = train(model, samples, TrainConfig(steps=1, batch=1, point_rounds=1, mask_rounds=0, lr=1e-2))
+    assert result.completed
+    path = save_checkpoint(model, tmp_path / "vit_b_shaped.pth")
+    build = reference("segment_anything.build_sam")
+    official = build._build_sam(
+        encoder_embed_dim=64,
+        encoder_depth=2,
+        encoder_num_heads=2,
+        encoder_global_attn_indexes=[1],
+        checkpoint=path,
+    )
+    theirs = official.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, theirs[key]), key
+    assert set(theirs) == set(model.state_dict())
+
+
+def test_cli_trains_evaluates_and_refuses_bad_input(tmp_path, capsys):
+    import json
+
+    from engine.training.__main__ import main
+    from engine.training.synthetic import make_samples, write_click_folder
+
+    data = write_click_folder(make_samples(5, seed=1), tmp_path / "train")
+    val = write_click_folder(make_samples(2, seed=2), tmp_path / "val")
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    out = tmp_path / "new.pth"
+    common = ["--model-type", "custom", "--config", str(config), "--out", str(out)]
+    status = main(
+        [*common, "--data", str(data), "--val", str(val), "--steps", "2", "--batch", "2", "--clicks", "5"]
+    )
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "base" in printed and "result" in printed and "mIoU@1" in printed and "NoC@85" in printed
+    build_sam("custom", config=TINY_CONFIG, checkpoint=out)
+    summary = json.loads(printed.strip().splitlines()[-1])
+    assert summary["train"]["completed"] and set(summary["val"]) == {"base", "result"}
+
+    assert main([*common, "--data", str(tmp_path)]) == 2
+    assert "neither img/" in capsys.readouterr().err
+    assert (
+        main(["--model-type", "vit_b", "--checkpoint", str(out), "--data", str(data), "--out", "x.pth"]) == 2
+    )
+    assert (
+        "CheckpointError" in type(CheckpointError("")).__name__
+        and "does not fit vit_b" in capsys.readouterr().err
+    )
+    few = write_click_folder(make_samples(1, seed=3), tmp_path / "few")
+    assert main([*common, "--data", str(few), "--steps", "1"]) == 2
+    assert "more needed" in capsys.readouterr().err
