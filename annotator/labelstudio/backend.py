@@ -64,7 +64,7 @@ def model_version_name(project: Project) -> str:
 
 
 def budget_seconds() -> float:
-    return float(getattr(settings, "MASKMILL_LS_PREDICT_BUDGET", 20))
+    return float(settings.MASKMILL_LS_PREDICT_BUDGET)
 
 
 def brush_control(body: dict[str, Any]) -> Control:
@@ -168,7 +168,9 @@ def interactive(
     suggested = suggestions_for_masks(image, [mask])
     top = suggested.get("suggestions", [{}])[0]
     label = names[0] if names else (None if top.get("unknown", True) else top["labels"][0]["name"])
-    region = brush_result(mask, label, control, region_id=uuid.uuid4().hex[:10], score=decoded.score)
+    region = brush_result(
+        decoded.segmentation, label, control, region_id=uuid.uuid4().hex[:10], score=decoded.score
+    )
     prediction = {
         "result": [region],
         "score": decoded.score,
@@ -231,7 +233,7 @@ def batch(
             continue
         regions = [
             brush_result(
-                decode_rle(m.segmentation),
+                m.segmentation,
                 m.label.name if m.label else None,
                 control,
                 region_id=f"mm-{m.pk}",
@@ -335,7 +337,7 @@ def _masks_of(done: dict[int, int]) -> dict[int, list[Mask]]:
 
 
 class NotAvailable(Exception):
-    """A webhook action this Maskmill cannot perform (the answer says why)."""
+    """A webhook action that cannot be done now (the answer says why: a 409)."""
 
 
 def webhook(project: Project, user: AbstractBaseUser, body: Any) -> dict[str, Any]:
@@ -375,16 +377,18 @@ def webhook(project: Project, user: AbstractBaseUser, body: Any) -> dict[str, An
 
 
 def start_training(project: Project, user: AbstractBaseUser) -> dict[str, Any]:
-    from annotator.training import services as training
+    """Label Studio's "Start training": a Maskmill training run of the project, as a manager's
+    manual request (same rules: one run at a time, enough accepted masks, a SAM model)."""
+    from annotator.projects.access import MANAGERS, check_project_access
+    from annotator.training import runs
+    from annotator.training.models import TrainingTrigger
 
-    request_run = getattr(training, "request_training_run", None)
-    if request_run is None:
-        raise NotAvailable(
-            "training runs are not available in this Maskmill yet; nothing was queued (train from Maskmill "
-            "once training runs exist)"
-        )
-    run = request_run(project, user=user, trigger="manual")
-    return {"status": "queued", "action": "START_TRAINING", "training_run": getattr(run, "pk", None)}
+    check_project_access(user, project.pk, MANAGERS)
+    try:
+        run = runs.request_training_run(project, trigger=TrainingTrigger.MANUAL, user=user)
+    except runs.TrainingBusy as busy:
+        raise NotAvailable(str(busy)) from None
+    return {"status": "queued", "action": "START_TRAINING", "training_run": run.pk}
 
 
 def _email_lookup(connection: Connection | None):

@@ -31,10 +31,6 @@ class FetchError(ValueError):
     """A task image that cannot be fetched; the message says why (a 4xx for the request)."""
 
 
-def _setting(name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
 def check_url(url: Any) -> str:
     """A Label Studio base URL (http/https, a host, no query or credentials), without a trailing slash."""
     if not isinstance(url, str) or len(url) > 500:
@@ -98,7 +94,7 @@ def sdk(connection: Connection) -> Any:
             if len(_clients) > 32:
                 _clients.clear()
             client = _clients[key] = LabelStudio(
-                base_url=connection.url, api_key=connection.token, timeout=_setting("MASKMILL_LS_TIMEOUT", 60)
+                base_url=connection.url, api_key=connection.token, timeout=settings.MASKMILL_LS_TIMEOUT
             )
     return client
 
@@ -129,8 +125,8 @@ def fetch_image(connection: Connection, url: Any) -> bytes:
     """The bytes of a task image from the project's Label Studio (its token sent along), with a
     size cap and a limit on the whole download's time."""
     absolute = resolve(connection, url)
-    max_bytes = int(_setting("MASKMILL_URL_FETCH_MAX_BYTES", 100 * 1024 * 1024))
-    limit = float(_setting("MASKMILL_LS_FETCH_TIMEOUT", 30))
+    max_bytes = settings.MASKMILL_URL_FETCH_MAX_BYTES
+    limit = float(settings.MASKMILL_LS_FETCH_TIMEOUT)
     deadline = time.monotonic() + limit
     try:
         headers = dict(sdk(connection)._client_wrapper.get_headers())

@@ -61,7 +61,7 @@ class TrainingRunList(APIView):
         page = paginator.paginate_queryset(
             TrainingRun.objects.filter(project=project).order_by("-id"), request, view=self
         )
-        return paginator.get_paginated_response([selectors.run_summary(r) for r in page])
+        return paginator.get_paginated_response([selectors.run_summary(r, with_log=False) for r in page])
 
     @extend_schema(request=TrainingRunCreateSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request, pk: int) -> Response:

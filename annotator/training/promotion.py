@@ -114,8 +114,10 @@ def queue_embeddings(project_id: int, version_id: int) -> int:
     if version is None:
         return 0
     have = Embedding.objects.filter(model_version_id=version.embedding_version_id).values("image_id")
-    ids = list(Image.objects.filter(project_id=project_id).exclude(pk__in=have).values_list("pk", flat=True))
-    for image_id in ids:
+    ids = Image.objects.filter(project_id=project_id).exclude(pk__in=have).values_list("pk", flat=True)
+    queued = 0
+    for image_id in ids.iterator(chunk_size=2000):  # a large project: never all ids in memory
         embed.apply_async((image_id, version.pk), queue="embed")
-    log.info("project %s: %d embeddings queued for version %s", project_id, len(ids), version.pk)
-    return len(ids)
+        queued += 1
+    log.info("project %s: %d embeddings queued for version %s", project_id, queued, version.pk)
+    return queued

@@ -39,7 +39,8 @@ def lineage(project: Project, limit: int = 100) -> list[dict[str, Any]]:
     return rows
 
 
-def run_summary(run: TrainingRun) -> dict[str, Any]:
+def run_summary(run: TrainingRun, *, with_log: bool = True) -> dict[str, Any]:
+    """A run for the API and pages; lists leave the (long) log out."""
     metrics = run.metrics or {}
     evaluation = metrics.get("evaluation") or {}
     return {
@@ -59,7 +60,7 @@ def run_summary(run: TrainingRun) -> dict[str, Any]:
         "masks_per_second": metrics.get("masks_per_second"),
         "train_seconds": metrics.get("train_seconds"),
         "evaluation": evaluation,
-        "log": run.log,
+        **({"log": run.log} if with_log else {}),
         "created_by": run.created_by_id,
         "created_at": run.created_at,
         "started_at": run.started_at,
