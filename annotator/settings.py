@@ -273,7 +273,7 @@ MASKMILL_REDIS_URL = os.environ.get("MASKMILL_REDIS_URL", "") or (
 CACHES = {
     "default": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "annotator.cache.PrefixedRedisCache",
             "LOCATION": MASKMILL_REDIS_URL,
             "KEY_PREFIX": os.environ.get("MASKMILL_CACHE_KEY_PREFIX", "maskmill"),
         }

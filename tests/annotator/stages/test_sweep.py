@@ -88,3 +88,10 @@ def test_images_without_their_embedding_get_it(project, settings, django_capture
     assert sweep(now=later(301)).embeddings == 2
     assert sorted(Embedding.objects.values_list("image_id", flat=True)) == sorted(i.pk for i in created)
     assert sweep(now=later(301)).embeddings == 0
+
+
+def test_beat_runs_the_sweep():
+    from annotator.celery import app
+
+    entry = app.conf.beat_schedule["maskmill-sweep"]
+    assert entry["task"] in app.tasks and entry["schedule"] > 0
