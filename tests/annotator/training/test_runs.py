@@ -198,3 +198,21 @@ def test_a_custom_model_without_checkpoint_trains_from_its_seeded_weights(traina
     assert run.status == JobStatus.DONE, run.reason
     assert run.metrics["data"]["masks"] == 4 and run.result_version.checkpoint
     assert run.result_version.parent == base
+
+
+def test_a_checkpoint_of_another_shape_fails_the_run_with_checkpoint_error(trainable):
+    from annotator.training.promotion import activate
+
+    base = model_version_for(trainable)
+    wrong = ModelVersion.objects.create(
+        family="custom",
+        checkpoint=base.checkpoint,  # the tiny model's weights ...
+        config={**base.config, "decoder_mlp_dim": 48},  # ... for other sizes
+        encoder=base,
+        project=trainable,
+    )
+    activate(trainable, wrong, kind="manual")
+    run = runs.request_training_run(trainable, enqueue=False)
+    assert runs.execute_run(run.pk) == JobStatus.FAILED
+    run.refresh_from_db()
+    assert run.reason.startswith("CheckpointError") and run.result_version is None
