@@ -252,9 +252,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A shared Redis can host several deployments (or test runs): keys get this prefix.
+    # kombu gives an unacknowledged message back (its worker died) once it is older than the
+    # visibility timeout, checking every unacked_restore_interval seconds; its default throttle
+    # (a real scan only every 10th check) would add ~100 s to that.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "global_keyprefix": os.environ.get("MASKMILL_BROKER_KEY_PREFIX", ""),
         "visibility_timeout": env_int("MASKMILL_BROKER_VISIBILITY_TIMEOUT", 3600),
+        "unacked_restore_interval": env_int("MASKMILL_BROKER_RESTORE_INTERVAL", 10),
+        "unacked_restore_throttle": 1,
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
@@ -268,7 +273,7 @@ MASKMILL_REDIS_URL = os.environ.get("MASKMILL_REDIS_URL", "") or (
 CACHES = {
     "default": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "annotator.cache.PrefixedRedisCache",
             "LOCATION": MASKMILL_REDIS_URL,
             "KEY_PREFIX": os.environ.get("MASKMILL_CACHE_KEY_PREFIX", "maskmill"),
         }
@@ -301,6 +306,18 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Recycle a worker process after this many tasks (0: never).
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("MASKMILL_WORKER_MAX_TASKS_PER_CHILD", 0) or None
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The sweep that queues again work whose broker messages were lost (annotator.stages.sweep).
+MASKMILL_SWEEP_INTERVAL = env_int("MASKMILL_SWEEP_INTERVAL", 60)
+MASKMILL_SWEEP_PENDING_SECONDS = env_int("MASKMILL_SWEEP_PENDING_SECONDS", 300)
+MASKMILL_SWEEP_GRACE_SECONDS = env_int("MASKMILL_SWEEP_GRACE_SECONDS", 60)
+MASKMILL_SWEEP_BATCH = env_int("MASKMILL_SWEEP_BATCH", 1000)
+CELERY_BEAT_SCHEDULE = {
+    "maskmill-sweep": {
+        "task": "annotator.stages.tasks.sweep_lost_work",
+        "schedule": float(MASKMILL_SWEEP_INTERVAL),
+        "options": {"expires": float(MASKMILL_SWEEP_INTERVAL)},  # a late sweep is replaced by the next
+    }
+}
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- REST API -----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
   them (``POST /ls/<project>/predict`` with a key point ``context``, basic auth), and the same 50
   through Label Studio's own API (``/api/ml/<id>/interactive-annotating``: Label Studio serialises
   the task and calls the backend); p50/p99 of each;
+- for comparison, the same clicks on Maskmill's own ``POST /api/images/<id>/predict``;
 - push and pull throughput for N images (default 200): push (upload, tasks, one prediction per
   image), a second push (nothing changed), pull of one brush annotation per task, a second pull.
 
@@ -45,7 +46,6 @@ def configure(var: Path, model: str) -> None:
         "DJANGO_SETTINGS_MODULE": "annotator.settings",
         "MASKMILL_PREFETCH_IMAGES": "0",
         "MASKMILL_LOGITS_STORE": "file",
-        "CELERY_TASK_ALWAYS_EAGER": "1",
         "LOG_LEVEL": "WARNING",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
     }
@@ -192,7 +192,7 @@ def main() -> None:
 
         session = requests.Session()
         auth = "Basic " + base64.b64encode(f"bench:{token}".encode()).decode()
-        direct, through = [], []
+        direct, through, page = [], [], []
         task = {"id": task_of[image.pk], "data": {"image": "ignored: the task is linked"}}
         for index in range(args.clicks + 2):  # two warm-up clicks of each kind
             body = {"tasks": [task], "label_config": config, "params": {"context": context()}}
@@ -214,6 +214,18 @@ def main() -> None:
             assert answer.status_code == 200 and answer.json()["data"]["result"], answer.text[:300]
             if index >= 2:
                 through.append(elapsed * 1000)
+            # the same kind of click from Maskmill's own annotation API, for comparison
+            x, y = rng.uniform(0.05, 0.95, 2)
+            started = time.perf_counter()
+            answer = session.post(
+                f"{maskmill}/api/images/{image.pk}/predict",
+                json={"points": [[float(x * image.width), float(y * image.height)]], "labels": [1]},
+                headers={"Authorization": f"Token {token}"},
+            )
+            elapsed = time.perf_counter() - started
+            assert answer.status_code == 200 and answer.json()["masks"], answer.text[:300]
+            if index >= 2:
+                page.append(elapsed * 1000)
 
         # one brush annotation per task, made through the SDK (not timed), then pulled
         brush = controls(label_config([("shape", "#ff8800")]))["brushlabels"]
@@ -239,6 +251,7 @@ def main() -> None:
     for name, values in (
         ("POST /ls/<id>/predict (backend protocol)", direct),
         ("via Label Studio's API", through),
+        ("POST /api/images/<id>/predict (Maskmill's)", page),
     ):
         print(f"{name:44} {statistics.median(values):8.1f} {percentile(values, 99):8.1f} {len(values):5d}")
     print(f"{'sync of ' + str(len(images)) + ' images':44} {'seconds':>8} {'images/s':>8}")

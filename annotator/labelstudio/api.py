@@ -36,7 +36,7 @@ def answer(work: Callable[[], Any]) -> Response:
     except (client.FetchError, sync.SyncError) as error:
         return Response({"detail": str(error)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     except backend.NotAvailable as error:
-        return Response({"status": "not available", "detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        return Response({"status": "not started", "detail": str(error)}, status=status.HTTP_409_CONFLICT)
 
 
 def body_of(request: Request) -> Any:

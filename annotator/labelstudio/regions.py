@@ -13,9 +13,11 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
-from engine.formats.brush import BrushFormatError, brush_rle_to_mask, mask_to_brush_rle
+from engine.formats import label_studio as ls_format
+from engine.formats.brush import BrushFormatError, brush_rle_to_mask
+from engine.formats.coco import polygons_to_rle
+from engine.masks import decode_rle, encode_rle
 
 MAX_CONFIG_CHARS = 200_000
 MAX_POLYGON_POINTS = 10_000
@@ -183,33 +185,22 @@ def polygon_mask(points: Any, width: int, height: int) -> np.ndarray:
             _percent(pair[0], f"value.points[{index}][0]") * width / 100,
             _percent(pair[1], f"value.points[{index}][1]") * height / 100,
         ]
-    rles = mask_utils.frPyObjects([flat], height, width)
-    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    return decode_rle(polygons_to_rle([flat], height, width))
 
 
 def brush_result(
-    mask: np.ndarray,
+    mask: np.ndarray | dict[str, Any],
     label: str | None,
     control: Control,
     *,
     region_id: str,
     score: float | None = None,
 ) -> dict[str, Any]:
-    """A ``brushlabels`` result item for a boolean mask."""
-    height, width = mask.shape
-    value: dict[str, Any] = {"format": "rle", "rle": mask_to_brush_rle(mask)}
-    if label is not None:
-        value["brushlabels"] = [label]
-    item: dict[str, Any] = {
-        "id": region_id,
-        "type": BRUSH,
-        "from_name": control.name,
-        "to_name": control.to_name,
-        "original_width": int(width),
-        "original_height": int(height),
-        "image_rotation": 0,
-        "value": value,
-    }
+    """A ``brushlabels`` result item for a mask (boolean H×W or COCO RLE), addressed to the
+    project's own BrushLabels control: the exports' writer's item (one converter for both)."""
+    rle = mask if isinstance(mask, dict) else encode_rle(np.asarray(mask, dtype=bool))
+    item = ls_format.brush_result(rle, label, region_id)
+    item["from_name"], item["to_name"] = control.name, control.to_name
     if score is not None:
         item["score"] = float(score)
     return item

@@ -29,7 +29,6 @@ from annotator.labelstudio.models import Connection, MaskLink, TaskLink
 from annotator.labelstudio.regions import BRUSH, RegionError, brush_result, controls, label_config
 from annotator.masks.models import Mask, MaskStatus
 from annotator.projects.models import Label
-from engine.masks import decode_rle
 
 UPLOAD_BATCH = 25
 PUSH_MODEL_VERSION = "maskmill-push"
@@ -163,6 +162,8 @@ def push(
     ls = sdk(connection)
     ls_project = ensure_project(connection)
     control = controls(label_config(_labels(connection)))[BRUSH]
+    # tasks uploaded by an interrupted push are linked first, not uploaded twice
+    link_uploaded(connection, ls_project)
     images = list(Image.objects.filter(project=connection.project).order_by("id"))
     unlinked = [
         image for image in images if not TaskLink.objects.filter(connection=connection, image=image).exists()
@@ -179,7 +180,7 @@ def push(
             for m in Mask.objects.filter(image=link.image, status__in=statuses)
             .select_related("label")
             .order_by("id")
-            if m.pk not in pulled or as_annotations
+            if m.pk not in pulled  # masks that came from Label Studio annotations are there already
         ]
         digest = _digest(kind, masks)
         if digest == link.pushed_digest and kind == (link.pushed_kind or kind):
@@ -189,7 +190,7 @@ def push(
         if masks:
             result = [
                 brush_result(
-                    decode_rle(m.segmentation),
+                    m.segmentation,
                     m.label.name if m.label else None,
                     control,
                     region_id=f"mm-{m.pk}",

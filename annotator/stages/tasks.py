@@ -51,3 +51,11 @@ class GenerateItemTask(Task):
 def generate_item(self, item_id: int) -> str:
     """Generate and store the masks of one GenerationItem; returns the outcome."""
     return items.process_item(item_id, worker=f"{self.request.hostname}:{os.getpid()}")
+
+
+@shared_task(name="annotator.stages.tasks.sweep_lost_work", acks_late=False, ignore_result=True)
+def sweep_lost_work() -> dict:
+    """Celery beat's periodic sweep: work whose broker messages were lost is queued again."""
+    from annotator.stages.sweep import sweep
+
+    return sweep().as_dict()

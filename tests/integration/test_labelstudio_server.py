@@ -95,7 +95,7 @@ def test_label_studio_round_trip(label_studio, maskmill, platform, django_user_m
     from annotator.images.services import ingest_files
     from annotator.labelstudio import client, sync
     from annotator.labelstudio.models import TaskLink
-    from annotator.labelstudio.regions import brush_result, controls, label_config, polygon_mask
+    from annotator.labelstudio.regions import RegionError, brush_result, controls, label_config, polygon_mask
     from annotator.masks.models import Mask
     from annotator.projects.services import create_label, create_project
     from engine.formats.brush import brush_rle_to_mask
@@ -245,6 +245,34 @@ def test_label_studio_round_trip(label_studio, maskmill, platform, django_user_m
     assert Mask.objects.count() == before
     gone = sync.pull(connection, manager)
     assert (gone["created"], gone["deleted"]) == (0, 0)
+    # a pull with one bad annotation writes nothing, the good ones included (webhook removed, so
+    # only the pull sees them)
+    ls.webhooks.delete(hook.id)
+    good = ls.annotations.create(task_of[images[0].pk], result=[brush], was_cancelled=False)
+    bad_brush = brush_result(drawn, "zebra", control, region_id="bad")
+    bad = ls.annotations.create(task_of[images[2].pk], result=[bad_brush], was_cancelled=False)
+    with pytest.raises(RegionError, match="zebra"):
+        sync.pull(connection, manager)
+    assert Mask.objects.count() == before
+    ls.annotations.delete(bad.id)
+    fixed = sync.pull(connection, manager)
+    assert fixed["created"] == 1 and Mask.objects.count() == before + 1
+    ls.annotations.delete(good.id)
+    sync.pull(connection, manager)
+
+    # masks pushed as annotations come back from a pull as themselves, not as copies
+    as_annotations = sync.push(connection, as_annotations=True)
+    assert as_annotations["tasks_sent"] == 3, as_annotations
+    for semi_image in images:
+        (made,) = ls.annotations.list(id=task_of[semi_image.pk])
+        expected = Mask.objects.filter(image=semi_image).order_by("id")
+        assert len(made.result) == expected.count()
+        for item, mask in zip(made.result, expected):
+            pixels = brush_rle_to_mask(item["value"]["rle"], semi_image.height, semi_image.width)
+            assert np.array_equal(pixels, decode_rle(mask.segmentation))
+    count = Mask.objects.count()
+    back = sync.pull(connection, manager)
+    assert (back["created"], back["deleted"]) == (0, 0) and Mask.objects.count() == count, back
     TIMINGS["run_s"] = time.monotonic() - began
     print(
         f"label-studio {lss.VERSION}: install {TIMINGS['install_s']:.0f} s (0 = cached), "

@@ -133,8 +133,6 @@ def _wrong_size_rle() -> dict:
 
 
 def test_other_webhook_actions(project, linked, annotator_client, users):
-    training = post(annotator_client, project, {"action": "START_TRAINING", "project": {"id": 7}})
-    assert training.status_code == 409 and training.json()["status"] == "not available"
     assert post(annotator_client, project, {"action": "PROJECT_UPDATED"}).json()["status"] == "ignored"
     assert post(annotator_client, project, {"no": "action"}).status_code == 400
     assert post(annotator_client, project, {"action": "ANNOTATION_CREATED", "task": 3}).status_code == 400
@@ -145,3 +143,30 @@ def test_other_webhook_actions(project, linked, annotator_client, users):
 def test_webhook_without_a_connection_says_what_to_do(project, annotator_client):
     answer = post(annotator_client, project, event("ANNOTATION_CREATED", []))
     assert answer.status_code == 422 and "connect the project" in answer.json()["detail"]
+
+
+def test_start_training_asks_for_a_maskmill_training_run(project, image, users, annotator_client):
+    from annotator.masks.services import create_mask
+    from annotator.training.models import ModelVersion, TrainingRun
+    from engine.masks import encode_rle
+
+    start = {"action": "START_TRAINING", "project": {"id": 7}}
+    assert post(annotator_client, project, start).status_code == 403  # a manager's decision, as in Maskmill
+    manager = basic_client(users["manager"])
+    no_model = post(manager, project, start)
+    assert no_model.status_code == 400 and "no model is configured" in str(no_model.json())
+    project.active_model_version = ModelVersion.objects.create(family="custom", config={}, name="tiny")
+    project.settings["training"] = {"min_masks": 1, "mode": "full"}
+    project.save()
+    too_few = post(manager, project, start)
+    assert too_few.status_code == 400 and "needs at least 1" in str(too_few.json())
+    create_mask(
+        image, segmentation=encode_rle(square(0, 0, 9)), annotator=users["manager"], status="accepted"
+    )
+    queued = post(manager, project, start)
+    assert queued.status_code == 200, queued.content
+    run = TrainingRun.objects.get()
+    assert queued.json() == {"status": "queued", "action": "START_TRAINING", "training_run": run.pk}
+    assert run.trigger == "manual" and run.created_by == users["manager"]
+    busy = post(manager, project, start)
+    assert busy.status_code == 409 and "one run at a time" in busy.json()["detail"]
