@@ -37,7 +37,7 @@ def regions_(
     model: torch.nn.Module,
     frequency_scale: float = 1.0,
     position_scale: float = 3.0,
-    sharpness: float = 40.0,
+    sharpness: float = 100.0,
     offsets: tuple[float, float, float] = (0.6, 0.7, 0.8),
     iou_shift: float = 0.6,
     kernel_scale: float = 1.0,

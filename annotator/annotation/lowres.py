@@ -7,7 +7,7 @@ OpenCV's ``INTER_LINEAR`` uses the same half-pixel sampling and weights as torch
 with ``align_corners=False`` (no antialiasing either way) and runs the same two resizes on all
 candidates at once, channel-interleaved, in a few milliseconds. The masks equal the official
 ones except where a logit rounds differently within float32 precision (|logit| < 1e-4);
-tests/annotator/test_annotation_decoding.py checks that against torch.
+tests/annotator/annotation/test_annotation_decoding.py checks that against torch.
 """
 
 from __future__ import annotations

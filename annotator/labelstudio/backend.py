@@ -197,8 +197,8 @@ def batch(
             "this project uses the classic segmenter (interactive predictions still work)",
         }
     deadline = time.monotonic() + budget_seconds()
-    images = _task_images(connection, tasks, user)
-    wanted = sorted({image.pk for image in images})
+    images = _task_images(connection, tasks, user, deadline)
+    wanted = sorted({image.pk for image in images if image is not None})
     done = _done_items(project, version, wanted)
     missing = [pk for pk in wanted if pk not in done]
     if missing:
@@ -224,8 +224,12 @@ def batch(
             transaction.on_commit(lambda run_id=run_id: stages.queue_items(run_id))
         done = _done_items(project, version, wanted)
     masks = _masks_of(done)
-    results, queued = [], []
+    results, queued, unfetched = [], [], []
     for task, image in zip(tasks, images):
+        if image is None:
+            unfetched.append(task["id"])
+            results.append([])
+            continue
         item = done.get(image.pk)
         if item is None:
             queued.append(task["id"])
@@ -244,13 +248,19 @@ def batch(
         scores = [m.predicted_iou or 0.0 for m in masks.get(item, [])]
         score = sum(scores) / len(scores) if scores else 0.0
         results.append([{"result": regions, "score": score, "model_version": version_name}])
-    count("batch_ready", len(tasks) - len(queued))
+    count("batch_ready", len(tasks) - len(queued) - len(unfetched))
     count("batch_queued", len(queued))
     answer: dict[str, Any] = {"results": results, "model_version": version_name, "queued": queued}
+    notes = []
     if queued:
+        notes.append(f"{len(queued)} task(s) queued for Maskmill's automatic generator (no prediction yet)")
+    if unfetched:
+        answer["not_fetched"] = unfetched
+        notes.append(f"{len(unfetched)} task image(s) not fetched within the time budget")
+    if notes:
+        answered = len(tasks) - len(queued) - len(unfetched)
         answer["detail"] = (
-            f"{len(tasks) - len(queued)} task(s) answered; {len(queued)} queued for Maskmill's automatic "
-            "generator (no prediction yet): retrieve predictions again later"
+            f"{answered} task(s) answered; " + "; ".join(notes) + ": retrieve predictions again later"
         )
     return answer
 
@@ -293,18 +303,18 @@ def _generate_inline(item_id: int) -> None:
 
 
 def _task_images(
-    connection: Connection | None, tasks: list[dict[str, Any]], user: AbstractBaseUser
-) -> list[Image]:
-    """Every task's image; unlinked tasks are fetched (all checked before any is ingested)."""
+    connection: Connection | None, tasks: list[dict[str, Any]], user: AbstractBaseUser, deadline: float
+) -> list[Image | None]:
+    """Every task's image; unlinked tasks are fetched while the time budget lasts (None for the
+    rest: the next request carries on). All fetches are checked before any image is ingested."""
     images: list[Image | None] = [services.linked_image(connection, task) for task in tasks]
-    fetched = {
-        index: services.fetch_task(connection, task)
-        for index, task in enumerate(tasks)
-        if images[index] is None
-    }
+    fetched: dict[int, bytes] = {}
+    for index, task in enumerate(tasks):
+        if images[index] is None and (not fetched or time.monotonic() < deadline):
+            fetched[index] = services.fetch_task(connection, task)
     for index, data in fetched.items():
         images[index] = services.link_task(connection, tasks[index], data, user)
-    return [image for image in images if image is not None]
+    return images
 
 
 def _done_items(project: Project, version: Any, image_ids: list[int]) -> dict[int, int]:

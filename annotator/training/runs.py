@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import socket
 import time
 import uuid
 from datetime import timedelta
@@ -29,11 +31,11 @@ from annotator.jobs import TRANSIENT_ERRORS, UNFINISHED
 from annotator.projects.models import Project
 from annotator.training import data, learner
 from annotator.training.config import (
-    LOWER_IS_BETTER,
     TrainingSettings,
     parse_training_settings,
     training_settings,
 )
+from annotator.training.gate import evaluate_both
 from annotator.training.models import (
     JobStatus,
     ModelStatus,
@@ -156,6 +158,23 @@ def request_training_run(
     return run
 
 
+def _owner_is_dead(run: TrainingRun) -> bool:
+    """The process that runs it was on this machine and is gone (a worker child killed and its task
+    given back at once): no need to wait for the heartbeat to go stale."""
+    owner = (run.metrics or {}).get("owner") or {}
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return False
+    if owner["pid"] == os.getpid():
+        return False  # this very process: a second delivery to the same worker child
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _is_stale(run: TrainingRun) -> bool:
     if run.status != JobStatus.RUNNING:
         return False
@@ -211,7 +230,7 @@ def _claim(run_id: int, worker: str) -> TrainingRun | None:
         if run is None or run.status not in OPEN:
             return None
         now = timezone.now()
-        if run.status == JobStatus.RUNNING and not _is_stale(run):
+        if run.status == JobStatus.RUNNING and not _is_stale(run) and not _owner_is_dead(run):
             seen = run.heartbeat_at or run.started_at or now
             raise RunBusy(run.pk, max(1.0, (seen + stale_after() - now).total_seconds() + 1))
         if run.status == JobStatus.RUNNING:
@@ -222,12 +241,15 @@ def _claim(run_id: int, worker: str) -> TrainingRun | None:
         else:
             line = f"started by {worker or 'a worker'}"
         run.status = JobStatus.RUNNING
+        run.metrics = {**run.metrics, "owner": {"host": socket.gethostname(), "pid": os.getpid()}}
         run.started_at = run.started_at or now
         run.heartbeat_at = now
         run.attempts += 1
         run.progress = 0.0
         run.log = _log_line(run.log, line)
-        run.save(update_fields=["status", "started_at", "heartbeat_at", "attempts", "progress", "log"])
+        run.save(
+            update_fields=["status", "metrics", "started_at", "heartbeat_at", "attempts", "progress", "log"]
+        )
     _remove_temporary(run)
     return run
 
@@ -268,70 +290,13 @@ def _train_and_gate(run: TrainingRun) -> None:
         return
     progress.check()
     active = model_version_for(Project.objects.get(pk=project.pk)) or base
-    evaluation, decision = _evaluate(run, config, base, active, model, base_copy, device)
+    evaluation, decision = evaluate_both(run, config, base, active, model, base_copy, device)
     _record(run, evaluation=evaluation)
     from annotator.suggestions.services import heads_for_run
 
     heads_for_run(run)  # the label head trains with the model and goes live with its version
     progress.check()
     _store_version(run, config, base, model, selected, outcome, evaluation, decision)
-
-
-def _evaluate(
-    run: TrainingRun,
-    config: TrainingSettings,
-    base: ModelVersion,
-    active: ModelVersion,
-    candidate: Any,
-    base_model: Any,
-    device: str,
-) -> tuple[dict[str, Any], tuple[bool, str]]:
-    """Both models on the same val-split masks; (promote?, why)."""
-    mode = config.mode
-    val_candidate = data.select(
-        data.validation_masks(run.project), base, mode=mode, limit=config.max_val_masks, embed_missing=False
-    )
-    val_active = val_candidate
-    if mode == "decoder" and active.embedding_version_id != base.embedding_version_id:
-        val_active = data.select(
-            data.validation_masks(run.project),
-            active,
-            mode=mode,
-            limit=config.max_val_masks,
-            embed_missing=False,
-        )
-        common = {i.mask_id for i in val_candidate.items} & {i.mask_id for i in val_active.items}
-        val_candidate.items = [i for i in val_candidate.items if i.mask_id in common]
-        val_active.items = [i for i in val_active.items if i.mask_id in common]
-    evaluation: dict[str, Any] = {
-        "val_masks": len(val_candidate.items),
-        "skipped": dict(val_candidate.skipped),
-        "active_version": active.pk,
-        "metric": config.promotion_metric,
-        "margin": config.promotion_margin,
-    }
-    if not val_candidate.items:
-        return evaluation, (False, "no accepted masks on val-split images to evaluate on; kept as candidate")
-    active_model = base_model if active.pk == base.pk else learner.build(active)
-    active_model.to(device)
-    kwargs = {"max_clicks": config.max_clicks}
-    evaluation["candidate"] = learner.evaluate(candidate, learner.samples(val_candidate.items), **kwargs)
-    evaluation["active"] = learner.evaluate(active_model, learner.samples(val_active.items), **kwargs)
-    return evaluation, gate(evaluation["candidate"], evaluation["active"], config)
-
-
-def gate(candidate: dict[str, float], active: dict[str, float], config: TrainingSettings) -> tuple[bool, str]:
-    """Promote only when the candidate beats the active version by the project's margin."""
-    name, margin = config.promotion_metric, config.promotion_margin
-    new, old = candidate.get(name), active.get(name)
-    if new is None or old is None or not (math.isfinite(new) and math.isfinite(old)):
-        return False, f"{name} missing from the evaluation; kept as candidate"
-    gain = (old - new) if name in LOWER_IS_BETTER else (new - old)
-    better = "lower" if name in LOWER_IS_BETTER else "higher"
-    text = f"{name} {new:.4f} vs active {old:.4f} (must be {better} by at least {margin:g})"
-    if gain >= margin and gain > 0:
-        return True, f"promoted: {text}"
-    return False, f"kept as candidate: {text}"
 
 
 def _store_version(

@@ -128,13 +128,13 @@ def decode_state(image: Image, model_version: ModelVersion, *, start: bool = Tru
     state = embeddings.get(key)
     if state is not None:
         return state
-    state = embeddings.get_or_create(key, lambda: _load_stored(image, model_version))
+    state = embeddings.get_or_create(key, lambda: _stored_decode_state(image, model_version))
     if state is None and start:
         start_embedding(image.pk, model_version.pk)
     return state
 
 
-def _load_stored(image: Image, model_version: ModelVersion) -> DecodeState | None:
+def _stored_decode_state(image: Image, model_version: ModelVersion) -> DecodeState | None:
     from engine.transforms import preprocess_shape
 
     stored = load_stored(image, model_version)

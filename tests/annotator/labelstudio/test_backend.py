@@ -319,3 +319,30 @@ def test_interactive_click_without_a_label_is_named_by_the_label_head(project, l
     assert prediction["result"][0]["value"]["brushlabels"] == ["cat"]
     assert [s["name"] for s in prediction["label_suggestions"]] == ["cat", "dog"]
     assert prediction["label_suggestions"][0]["probability"] > 0.9
+
+
+def test_batch_fetches_unlinked_task_images_within_its_budget(
+    project, cheap_model, connection, storage, annotator_client, settings
+):
+    settings.MASKMILL_LS_PREDICT_BUDGET = 0  # one image is always fetched; the rest waits
+    for name in ("a", "b"):
+        storage.routes[f"/data/upload/7/{name}.png"] = (200, {}, shapes_png(ord(name)))
+    request = batch_body([301, 302])
+    request["tasks"][0]["data"]["image"] = "/data/upload/7/a.png"
+    request["tasks"][1]["data"]["image"] = "/data/upload/7/b.png"
+    from annotator.celery import app
+
+    app.conf.task_always_eager = False
+    try:
+        first = annotator_client.post(f"/ls/{project.pk}/predict", request, format="json").json()
+    finally:
+        app.conf.task_always_eager = True
+    assert first["not_fetched"] == [302] and "not fetched" in first["detail"]
+    assert (
+        TaskLink.objects.filter(ls_task_id=301).exists()
+        and not TaskLink.objects.filter(ls_task_id=302).exists()
+    )
+    settings.MASKMILL_LS_PREDICT_BUDGET = 20
+    second = annotator_client.post(f"/ls/{project.pk}/predict", request, format="json").json()
+    assert "not_fetched" not in second and second["queued"] == []
+    assert all(result and result[0]["result"] for result in second["results"])

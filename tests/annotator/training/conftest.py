@@ -21,6 +21,7 @@ def tiny_model(settings, tmp_path):
     import engine.training  # noqa: F401  (part of the project: an ImportError fails)
     from annotator.annotation import services
     from annotator.training.services import forget_loaded_models
+
     settings.MASKMILL_MODEL_STORE = str(tmp_path / "models")
     checkpoint = save_tiny_checkpoint(tmp_path / "tiny.pt")
     settings.MASKMILL_MODEL_TYPE = "custom"

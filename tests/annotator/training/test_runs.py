@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from annotator.images.models import Embedding
 from annotator.training import runs
 from annotator.training.config import parse_training_settings
+from annotator.training.gate import gate
 from annotator.training.models import JobStatus, ModelStatus, ModelVersion, TrainingRun
 from annotator.training.services import model_version_for
 
@@ -61,7 +62,7 @@ def test_the_gate_keeps_a_candidate_that_is_not_better(trainable):
 )
 def test_gate(metric, candidate, active, margin, promoted):
     config = parse_training_settings({"promotion_metric": metric, "promotion_margin": margin})
-    decision, why = runs.gate({metric: candidate}, {metric: active}, config)
+    decision, why = gate({metric: candidate}, {metric: active}, config)
     assert decision is promoted and metric in why
 
 
@@ -198,3 +199,43 @@ def test_a_custom_model_without_checkpoint_trains_from_its_seeded_weights(traina
     assert run.status == JobStatus.DONE, run.reason
     assert run.metrics["data"]["masks"] == 4 and run.result_version.checkpoint
     assert run.result_version.parent == base
+
+
+def test_a_checkpoint_of_another_shape_fails_the_run_with_checkpoint_error(trainable):
+    from annotator.training.promotion import activate
+
+    base = model_version_for(trainable)
+    wrong = ModelVersion.objects.create(
+        family="custom",
+        checkpoint=base.checkpoint,  # the tiny model's weights ...
+        config={**base.config, "decoder_mlp_dim": 48},  # ... for other sizes
+        encoder=base,
+        project=trainable,
+    )
+    activate(trainable, wrong, kind="manual")
+    run = runs.request_training_run(trainable, enqueue=False)
+    assert runs.execute_run(run.pk) == JobStatus.FAILED
+    run.refresh_from_db()
+    assert run.reason.startswith("CheckpointError") and run.result_version is None
+
+
+def test_a_run_given_back_by_a_dead_worker_child_restarts_at_once(trainable):
+    """Its heartbeat is fresh, but the process that held it, on this machine, is gone."""
+    import socket
+    import subprocess
+
+    from django.utils import timezone
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    run = runs.request_training_run(trainable, enqueue=False)
+    owner = {"host": socket.gethostname(), "pid": gone.pid}
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=JobStatus.RUNNING,
+        heartbeat_at=timezone.now(),
+        attempts=1,
+        metrics={**run.metrics, "owner": owner},
+    )
+    assert runs.execute_run(run.pk) == JobStatus.DONE
+    run.refresh_from_db()
+    assert run.attempts == 2 and "restarted" in run.log

@@ -164,7 +164,7 @@ def test_an_item_lost_too_often_is_marked_failed(project, images, settings):
 def test_generator_errors_fail_the_item_not_the_run(
     project, images, settings, django_capture_on_commit_callbacks
 ):
-    settings.MASKMILL_MASK_GENERATOR = "tests.annotator.test_stages.broken_generator"
+    settings.MASKMILL_MASK_GENERATOR = "tests.annotator.stages.test_stages.broken_generator"
     run = run_now(project, capture=django_capture_on_commit_callbacks)
     assert (run.status, run.failed) == (JobStatus.DONE, 5)
     assert "RuntimeError: out of cheese" in run.items.first().error

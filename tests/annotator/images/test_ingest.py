@@ -199,7 +199,7 @@ def test_ingest_command_refuses_an_unknown_project(db):
 
 
 def test_demo_photos_ship_with_the_repository():
-    photos = sorted(p.name for p in (Path(__file__).parents[2] / "annotator" / "demo" / "photos").iterdir())
+    photos = sorted(p.name for p in (Path(__file__).parents[3] / "annotator" / "demo" / "photos").iterdir())
     assert {
         "astronaut.jpg",
         "chelsea.jpg",

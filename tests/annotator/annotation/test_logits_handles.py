@@ -24,7 +24,7 @@ from annotator.annotation.logits import (
 )
 from tests.annotator.annotation_fixtures import add_picture, disk_picture, tiny_sam  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def awkward_entry(image_id: int = 5, seed: int = 0, channels: int = 3) -> LogitsEntry:
