@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here (no CDN)
     "django_celery_beat",
     "annotator.accounts",
     "annotator.projects",
@@ -74,10 +75,14 @@ INSTALLED_APPS = [
     "annotator.exports",
     "annotator.annotation",
     "annotator.suggestions",
+    "annotator.labelstudio",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /api/...: errors Django raises outside DRF (a body over the limit, 404s) answer JSON too.
+    "annotator.middleware.ApiErrorsMiddleware",
+    "annotator.middleware.ContentSecurityPolicyMiddleware",
     # Serves collected static files (the annotation page's modules, the admin) from gunicorn in
     # production, where nothing else would; in DEBUG runserver serves them itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -139,6 +144,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Every login (page, admin, API token) goes through the lockout (annotator.accounts.lockout).
+AUTHENTICATION_BACKENDS = ["annotator.accounts.lockout.LockoutBackend"]
+MASKMILL_LOGIN_MAX_FAILURES = env_int("MASKMILL_LOGIN_MAX_FAILURES", 10)  # per username and per address
+MASKMILL_LOGIN_LOCKOUT_SECONDS = env_int("MASKMILL_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "projects-page"
 LOGOUT_REDIRECT_URL = "login"
@@ -206,6 +215,10 @@ MASKMILL_EMBED_TIME_LIMIT = env_int("MASKMILL_EMBED_TIME_LIMIT", 600)
 MASKMILL_GENERATE_TIME_LIMIT = env_int("MASKMILL_GENERATE_TIME_LIMIT", 900)  # seconds per image
 MASKMILL_GENERATE_MAX_ATTEMPTS = env_int("MASKMILL_GENERATE_MAX_ATTEMPTS", 5)  # claims before an item fails
 MASKMILL_GENERATE_MAX_RETRIES = env_int("MASKMILL_GENERATE_MAX_RETRIES", 8)  # retries on transient errors
+MASKMILL_TRAIN_TIME_LIMIT = env_int("MASKMILL_TRAIN_TIME_LIMIT", 6 * 3600)  # seconds per training run
+# A running training run whose heartbeat is older than this belonged to a worker that died: the
+# next delivery of its task, or the next request for a run, starts it again.
+MASKMILL_TRAIN_STALE_SECONDS = env_int("MASKMILL_TRAIN_STALE_SECONDS", 600)
 # Stage 2/3 mask generator: dotted path of a factory (empty: the engine's automatic generator).
 MASKMILL_MASK_GENERATOR = os.environ.get("MASKMILL_MASK_GENERATOR", "")
 MASKMILL_MASK_COPY = env_bool("MASKMILL_MASK_COPY", True)  # PostgreSQL: write generated masks with COPY
@@ -243,9 +256,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # A shared Redis can host several deployments (or test runs): keys get this prefix.
+    # kombu gives an unacknowledged message back (its worker died) once it is older than the
+    # visibility timeout, checking every unacked_restore_interval seconds; its default throttle
+    # (a real scan only every 10th check) would add ~100 s to that.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "global_keyprefix": os.environ.get("MASKMILL_BROKER_KEY_PREFIX", ""),
         "visibility_timeout": env_int("MASKMILL_BROKER_VISIBILITY_TIMEOUT", 3600),
+        "unacked_restore_interval": env_int("MASKMILL_BROKER_RESTORE_INTERVAL", 10),
+        "unacked_restore_throttle": 1,
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
@@ -254,6 +272,19 @@ else:
 MASKMILL_REDIS_URL = os.environ.get("MASKMILL_REDIS_URL", "") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
 )
+# Django's cache holds the login-failure counters and the API throttles' history, which every web
+# process must share: Redis when there is one, else this process's memory.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "annotator.cache.PrefixedRedisCache",
+            "LOCATION": MASKMILL_REDIS_URL,
+            "KEY_PREFIX": os.environ.get("MASKMILL_CACHE_KEY_PREFIX", "maskmill"),
+        }
+        if MASKMILL_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
 # Logits handles (an answer's low-res logits, the next click's mask prompt) must resolve in any web
 # process: "redis" (the default when MASKMILL_REDIS_URL is set), "file" (files under
 # MASKMILL_LOGITS_DIR, for one machine without Redis) or "memory" (a single process only).
@@ -267,6 +298,11 @@ if MASKMILL_LOGITS_STORE == "redis" and not MASKMILL_REDIS_URL:
 MASKMILL_LOGITS_DIR = Path(os.environ.get("MASKMILL_LOGITS_DIR", VAR_DIR / "logits"))
 MASKMILL_LOGITS_TTL = env_int("MASKMILL_LOGITS_TTL", 3600)
 MASKMILL_LOGITS_KEY_PREFIX = os.environ.get("MASKMILL_LOGITS_KEY_PREFIX", "maskmill:logits:")
+# Label Studio (annotator.labelstudio): seconds for its API calls and for fetching a task's image,
+# and the seconds a predict request may spend computing before the rest of its tasks are queued.
+MASKMILL_LS_TIMEOUT = env_int("MASKMILL_LS_TIMEOUT", 60)
+MASKMILL_LS_FETCH_TIMEOUT = env_int("MASKMILL_LS_FETCH_TIMEOUT", 30)
+MASKMILL_LS_PREDICT_BUDGET = env_int("MASKMILL_LS_PREDICT_BUDGET", 20)
 # Progress and results live in Maskmill's own tables, so a result backend is optional
 # (e.g. CELERY_RESULT_BACKEND=redis://...).
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
@@ -274,6 +310,18 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Recycle a worker process after this many tasks (0: never).
 CELERY_WORKER_MAX_TASKS_PER_CHILD = env_int("MASKMILL_WORKER_MAX_TASKS_PER_CHILD", 0) or None
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The sweep that queues again work whose broker messages were lost (annotator.stages.sweep).
+MASKMILL_SWEEP_INTERVAL = env_int("MASKMILL_SWEEP_INTERVAL", 60)
+MASKMILL_SWEEP_PENDING_SECONDS = env_int("MASKMILL_SWEEP_PENDING_SECONDS", 300)
+MASKMILL_SWEEP_GRACE_SECONDS = env_int("MASKMILL_SWEEP_GRACE_SECONDS", 60)
+MASKMILL_SWEEP_BATCH = env_int("MASKMILL_SWEEP_BATCH", 1000)
+CELERY_BEAT_SCHEDULE = {
+    "maskmill-sweep": {
+        "task": "annotator.stages.tasks.sweep_lost_work",
+        "schedule": float(MASKMILL_SWEEP_INTERVAL),
+        "options": {"expires": float(MASKMILL_SWEEP_INTERVAL)},  # a late sweep is replaced by the next
+    }
+}
 CELERY_TIMEZONE = TIME_ZONE
 
 # --- REST API -----------------------------------------------------------------------------------
@@ -287,12 +335,27 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env_int("MASKMILL_API_PAGE_SIZE", 50),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "annotator.api.exception_handler",
+    # JSON with a depth and size cap (annotator.parsers.JSONParser): deep nesting answers 400, not a
+    # RecursionError.
+    # Token requests per client address (annotator.accounts.api.ObtainToken).
+    "DEFAULT_THROTTLE_RATES": {"auth-token": os.environ.get("MASKMILL_TOKEN_RATE", "20/min")},
+    "DEFAULT_PARSER_CLASSES": [
+        "annotator.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
+MASKMILL_JSON_MAX_DEPTH = env_int("MASKMILL_JSON_MAX_DEPTH", 32)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Maskmill API",
     "DESCRIPTION": "Projects, images, masks and the data-engine stages of Maskmill.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # <id:pk> (annotator.params.IdConverter): a bigint id.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {
         "ImageStatusEnum": "annotator.images.models.ImageStatus",
         "MaskStatusEnum": "annotator.masks.models.MaskStatus",
@@ -301,6 +364,19 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Security (production: DEBUG=0) -------------------------------------------------------------
+# Content-Security-Policy of every response (annotator.middleware): Maskmill's own scripts only,
+# its own styles (inline style attributes and blocks of its templates allowed), images from itself
+# (and from the object store, which the image file view redirects to). Empty: no header.
+_IMAGE_SOURCES = "'self' data: blob:"
+if MASKMILL_S3_BUCKET:
+    _endpoint = os.environ.get("AWS_S3_ENDPOINT_URL", "")
+    _IMAGE_SOURCES += f" {_endpoint.rstrip('/')}" if _endpoint else " https://*.amazonaws.com"
+MASKMILL_CSP = os.environ.get(
+    "MASKMILL_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    f"img-src {_IMAGE_SOURCES}; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)

@@ -2,6 +2,7 @@
 SamAutomaticMaskGenerator, same weights, same image, one run.
 
     python benchmarks/bench_automatic.py --model vit_b --size 1024x768 --points-per-side 32
+    python benchmarks/bench_automatic.py --workload both --thresholds both   # random and regions
     python benchmarks/bench_automatic.py --model small --repeats 3 --thresholds both
     python benchmarks/bench_automatic.py --model small --only ours --size 4000x3000 \
         --points-per-side 64 --crop-n-layers 1          # the memory-bound case
@@ -10,10 +11,12 @@ Each measurement runs in its own subprocess so that its memory figures belong to
 implementation the median wall time, the split (encoder, decoder, filtering, upsampling, NMS,
 RLE; "other" is the rest), the RSS once model and image are loaded, the peak RSS while generating
 (sampled every 20 ms) and of the whole process (ru_maxrss), the mask count, the speed ratio and
-whether the records agree (same count, each mask IoU >= 0.99). Weights are the seeded random ones
-of tests/reference_models (with the decoder reshaped as in tests/engine/test_automatic.py so that
-masks have structure). ``--thresholds zero`` sets pred_iou_thresh and stability_score_thresh to 0
-for both generators (many survivors).
+whether the records agree (same count, each mask IoU >= 0.99). ``--workload random``: the seeded
+random weights of tests/reference_models with the decoder reshaped as in
+tests/engine/test_automatic.py (masks have structure, but nearly one survives NMS);
+``--workload regions``: tests/region_models (compact, distinct region masks, hundreds survive, as
+with a trained model, so the survivors' path is timed). ``--thresholds zero`` sets
+pred_iou_thresh and stability_score_thresh to 0 for both generators (more survivors).
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ sys.path.insert(0, str(ROOT))
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=("small", "vit_b"), default="vit_b")
+    p.add_argument(
+        "--workload",
+        choices=("random", "regions", "both"),
+        default="regions",
+        help="weights: random (few masks survive NMS), regions (hundreds survive), or one run of each",
+    )
     p.add_argument("--size", default="1024x768", help="WIDTHxHEIGHT of the test image")
     p.add_argument("--points-per-side", type=int, default=32)
     p.add_argument("--crop-n-layers", type=int, default=0)
@@ -65,7 +74,7 @@ def test_image(width: int, height: int) -> np.ndarray:
     """Photo content tiled to the size (sample photo when available, else shapes)."""
     import cv2
 
-    photo = Path("/work/shared/data/sample-photos/astronaut.png")
+    photo = ROOT.parent / "shared" / "data" / "sample-photos" / "astronaut.png"
     if photo.is_file():
         base = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
         return cv2.resize(base, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -74,12 +83,17 @@ def test_image(width: int, height: int) -> np.ndarray:
     return scene(height, width)
 
 
-def build_models(name: str, which: str):
+def build_models(name: str, which: str, workload: str = "random"):
     from tests.engine.test_automatic import ours_from, structured_
     from tests.reference_models import SMALL_CONFIG, VIT_B_CONFIG, official_sam
+    from tests.region_models import REGION_SMALL_CONFIG, region_sam
 
-    config = SMALL_CONFIG if name == "small" else VIT_B_CONFIG
-    official = structured_(official_sam(config, seed=0), sharpness=300, offset=0.4, iou_shift=0.6)
+    if workload == "regions":
+        config = REGION_SMALL_CONFIG if name == "small" else VIT_B_CONFIG
+        official = region_sam(config, seed=0)
+    else:
+        config = SMALL_CONFIG if name == "small" else VIT_B_CONFIG
+        official = structured_(official_sam(config, seed=0), sharpness=300, offset=0.4, iou_shift=0.6)
     return official if which == "official" else ours_from(official, config)
 
 
@@ -155,7 +169,7 @@ def worker(spec: dict) -> dict:
         torch.set_num_threads(spec["threads"])
     width, height = spec["size"]
     image = test_image(width, height)
-    model = build_models(spec["model"], spec["which"])
+    model = build_models(spec["model"], spec["which"], spec.get("workload", "random"))
     params = dict(points_per_side=spec["points_per_side"], crop_n_layers=spec["crop_n_layers"])
     if spec["thresholds_zero"]:
         params.update(pred_iou_thresh=0.0, stability_score_thresh=0.0)
@@ -261,22 +275,24 @@ def main(argv=None) -> None:
     thresholds = "both" if args.thresholds_zero else args.thresholds
     settings = {"default": [False], "zero": [True], "both": [False, True]}[thresholds]
     which = [args.only] if args.only else ["official", "ours"]
+    workloads = ["random", "regions"] if args.workload == "both" else [args.workload]
     with tempfile.TemporaryDirectory() as tmp:
-        for zero in settings:
-            print("thresholds 0:" if zero else "default thresholds (0.88 / 0.95):")
+        for workload, zero in [(w, z) for w in workloads for z in settings]:
+            label = "thresholds 0" if zero else "default thresholds (0.88 / 0.95)"
+            print(f"workload {workload}, {label}:")
             results = {}
             for impl in which:
                 spec = {
                     "which": impl, "model": args.model, "size": [width, height],
                     "points_per_side": args.points_per_side, "crop_n_layers": args.crop_n_layers,
                     "repeats": args.repeats, "thresholds_zero": zero, "threads": args.threads,
-                    "output_mode": args.output_mode,
-                    "masks_file": f"{tmp}/{impl}-{zero}.json",
+                    "output_mode": args.output_mode, "workload": workload,
+                    "masks_file": f"{tmp}/{impl}-{workload}-{zero}.json",
                 }  # fmt: skip
                 results[impl] = report(impl, run_worker(spec))
             if len(results) == 2:
                 ratio = results["official"] / results["ours"]
-                same = agree(f"{tmp}/official-{zero}.json", f"{tmp}/ours-{zero}.json")
+                same = agree(f"{tmp}/official-{workload}-{zero}.json", f"{tmp}/ours-{workload}-{zero}.json")
                 print(f"  speed-up {ratio:.2f}x   same results: {same}")
 
 

@@ -8,6 +8,7 @@ pre-selects without suggestions). Accuracies are on held-out masks.
 
     python benchmarks/bench_labels.py              # synthetic + COCO, ~1 minute
     python benchmarks/bench_labels.py --quick      # smaller synthetic set
+    python benchmarks/bench_labels.py --platform   # + clicks through Django with and without a head
 
 The last line is for scripts: ``labels top1=.. top3=.. baseline_frequent=.. baseline_last=..``
 (the COCO figures when ../shared is present, else the synthetic pixel features).
@@ -226,10 +227,73 @@ def click_cost(predictor: Predictor, repeats: int) -> None:
     )
 
 
+def platform_clicks(clicks: int) -> None:
+    """p50 of ``POST /api/images/{id}/predict`` through Django's WSGI handler (bench_click_overhead's
+    installation: tiny SAM, SQLite), batches with and without an active label head alternating."""
+    import tempfile
+
+    import bench_click_overhead as overhead
+
+    with tempfile.TemporaryDirectory(prefix="maskmill-labels-") as folder:
+        overhead.configure(Path(folder), None, None)
+        import django
+
+        django.setup()
+        from annotator.images.models import Image
+        from annotator.projects.services import create_label
+        from annotator.suggestions.models import HeadStatus, LabelHeadVersion
+        from annotator.suggestions.services import forget_heads
+
+        image_id, headers = overhead.install("token")
+        image = Image.objects.select_related("project").get(pk=image_id)
+        labels = {create_label(image.project, name=n).pk: n for n in NAMES.values()}
+        channels = 64  # SMALL_CONFIG's prompt_embed_dim: pooled inside + ring + shape block
+        rng = np.random.default_rng(0)
+        head = train_label_head(
+            rng.normal(size=(80, 2 * channels + 7)).astype(np.float32),
+            [k for k in labels for _ in range(20)], labels, min_per_label=2,
+        )  # fmt: skip
+        from annotator.training.services import model_version_for
+
+        row = LabelHeadVersion.objects.create(
+            project=image.project, model_version=model_version_for(image.project), kind="embedding",
+            data=head.to_bytes(), status=HeadStatus.RETIRED,
+        )  # fmt: skip
+        client = overhead.Wsgi(headers)
+        url = f"/api/images/{image_id}/predict"
+        while client.post(f"/api/images/{image_id}/prepare")[1].get("state") != "ready":
+            time.sleep(0.1)
+        times: dict[bool, list[float]] = {False: [], True: []}
+        suggest_ms: list[float] = []
+        for batch in range(8):
+            with_head = batch % 2 == 1
+            LabelHeadVersion.objects.filter(pk=row.pk).update(
+                status=HeadStatus.ACTIVE if with_head else HeadStatus.RETIRED
+            )
+            forget_heads()
+            client.post(url, {"points": [[320, 240]], "labels": [1]})  # re-reads the head
+            for n in range(clicks // 8):
+                body = {"points": [[300 + n % 40, 230]], "labels": [1]}
+                started = time.perf_counter()
+                status, answer = client.post(url, body)
+                times[with_head].append((time.perf_counter() - started) * 1000)
+                assert status == 200 and (("suggestions" in answer) == with_head), answer.keys()
+                if with_head:
+                    suggest_ms.append(answer["timing_ms"]["suggest"])
+        print(
+            f"platform clicks (tiny SAM, 640x480, 3 masks each, {clicks} clicks alternating): request p50 "
+            f"{statistics.median(times[False]):.2f} ms without suggestions, "
+            f"{statistics.median(times[True]):.2f} ms with "
+            f"(suggest step p50 {statistics.median(suggest_ms):.2f} ms)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--platform", action="store_true", help="also time clicks through Django")
+    parser.add_argument("--clicks", type=int, default=160)
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -238,6 +302,9 @@ def main() -> None:
     rows = synthetic(n_train, n_test, predictor)
     coco_row = coco(args.folds)
     click_cost(predictor, repeats=50 if args.quick else 200)
+    if args.platform:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        platform_clicks(args.clicks)
     if coco_row is not None:
         final = coco_row["top1"], coco_row["top3"], coco_row["frequent"], coco_row["last"]
     else:

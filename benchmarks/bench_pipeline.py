@@ -8,8 +8,8 @@ PostgreSQL (batched ``bulk_create`` against ``COPY``).
             [--precision fp32,int8] [--size 256x192] [--phase-images 5]
 
 Random weights (thresholds lowered so masks survive), synthetic images. ``--precision`` runs the
-whole measurement once per encoder precision (MASKMILL_ENCODER_PRECISION in the workers). The
-vit_b run of the issue: ``--model vit_b --images 10 --size 1024x768 --points 16 --precision fp32,int8``.
+whole measurement once per encoder precision (MASKMILL_ENCODER_PRECISION in the workers).
+The vit_b run: ``--model vit_b --images 10 --size 1024x768 --points 16 --precision fp32,int8``.
 Figures only; no assertion on speed anywhere.
 """
 
@@ -149,6 +149,7 @@ def phases(
     from django.db import transaction
 
     from annotator.stages import generation, services
+    from annotator.stages import items as item_work
     from annotator.stages.models import GenerationItem
     from annotator.training.services import forget_loaded_models
 
@@ -160,7 +161,7 @@ def phases(
     items = list(GenerationItem.objects.filter(run=run).order_by("id"))
     split: dict[str, list[float]] = {}
     for index, item in enumerate(items):
-        claim = services.claim_item(item.pk, "bench")
+        claim = item_work.claim_item(item.pk, "bench")
         start = time.perf_counter()
         pixels = generation.read_item_image(claim.image)
         read = time.perf_counter() - start
@@ -171,7 +172,7 @@ def phases(
         start = time.perf_counter()
         fields = [generation.record_fields(r) for r in records]
         with transaction.atomic():
-            services.finish_item(claim, fields, read + generate)
+            item_work.finish_item(claim, fields, read + generate)
         write = time.perf_counter() - start
         if index == 0:
             continue  # the first image pays for loading the model

@@ -51,6 +51,28 @@ def load_embedding(file_or_path: str | os.PathLike | BinaryIO) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float32))
 
 
+def check_embedding(embedding: object, model: torch.nn.Module) -> torch.Tensor:
+    """A cached image embedding as ``model``'s decoder takes it: float32 (1, C, h, w) on its device.
+    A (C, h, w) tensor gets its leading 1; anything else (shape, dtype, NaN) is a clear error."""
+    if not isinstance(embedding, torch.Tensor):
+        raise TypeError(f"embedding must be a torch.Tensor, got {type(embedding).__name__}")
+    if embedding.dim() == 3:
+        embedding = embedding[None]
+    prompt_encoder = model.prompt_encoder
+    expected = (1, prompt_encoder.embed_dim, *prompt_encoder.image_embedding_size)
+    if tuple(embedding.shape) != expected:
+        raise ValueError(
+            f"embedding must be {' x '.join(map(str, expected))} for this model (it must have shape "
+            f"{expected}), got {tuple(embedding.shape)}"
+        )
+    if not embedding.is_floating_point():
+        raise ValueError(f"embedding must be floating point, got {embedding.dtype}")
+    embedding = embedding.to(device=model.device, dtype=torch.float32)
+    if not torch.isfinite(embedding).all():
+        raise ValueError("embedding contains NaN or infinite values")
+    return embedding
+
+
 def embedding_nbytes(shape: tuple[int, ...] = (1, 256, 64, 64)) -> int:
     """Bytes of the stored ``.npy`` for an embedding of ``shape`` (fp16 data + npy header)."""
     buffer = io.BytesIO()

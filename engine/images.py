@@ -24,7 +24,16 @@ def read_image(
 ) -> np.ndarray:
     """Decode ``source`` (path, bytes or binary file) into an HxWx3 RGB uint8 array."""
     with open_image(source, max_pixels) as image:
-        return np.asarray(to_rgb(ImageOps.exif_transpose(image)))
+        return np.asarray(upright_rgb(image))
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """``image`` turned by its EXIF orientation, as RGB. A malformed EXIF block (Pillow raises
+    SyntaxError, struct.error, ValueError... from its TIFF parser) is a refusal, not a crash."""
+    try:
+        return to_rgb(ImageOps.exif_transpose(image))
+    except Exception as exc:
+        raise ImageReadError(f"corrupt image metadata (EXIF): {exc.__class__.__name__}: {exc}") from exc
 
 
 def open_image(
@@ -39,11 +48,15 @@ def open_image(
             raise ImageReadError(f"{path}: no such file")
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
+        # Pillow checks its own pixel limit inside open (DecompressionBombError, not an OSError)
+        # before ours below can run.
         image = Image.open(source)
     except UnidentifiedImageError as exc:
         raise ImageReadError("not an image file (unrecognised format)") from exc
-    except OSError as exc:
-        raise ImageReadError(f"cannot open image: {exc}") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"refused as a decompression bomb: {exc}") from exc
+    except Exception as exc:
+        raise ImageReadError(f"cannot open image: {exc.__class__.__name__}: {exc}") from exc
     width, height = image.size
     if width <= 0 or height <= 0:
         raise ImageReadError(f"image has no pixels ({width}x{height})")
@@ -56,7 +69,9 @@ def open_image(
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image.load()
-    except (OSError, SyntaxError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageReadError(f"refused as a decompression bomb: {exc}") from exc
+    except Exception as exc:
         raise ImageReadError(f"corrupt or truncated image: {exc}") from exc
     return image
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from engine import prompts
+from engine.embeddings import check_embedding
 from engine.images import check_image_array
 from engine.sam import prepared
 from engine.transforms import ResizeLongestSide, preprocess_shape
-
-VALID_LABELS = (-1, 0, 1)  # -1: padding ("not a point"), 0: background, 1: foreground
 
 
 class Predictor:
@@ -78,23 +78,7 @@ class Predictor:
             )
         if isinstance(embedding, np.ndarray):
             embedding = torch.from_numpy(embedding)
-        if not isinstance(embedding, torch.Tensor):
-            raise TypeError(
-                f"embedding must be a torch.Tensor or numpy array, not {type(embedding).__name__}"
-            )
-        if embedding.ndim == 3:
-            embedding = embedding[None]
-        prompt_encoder = self.model.prompt_encoder
-        expected = (1, prompt_encoder.embed_dim, *prompt_encoder.image_embedding_size)
-        if tuple(embedding.shape) != expected:
-            raise ValueError(
-                f"embedding must have shape {expected} for this model, got {tuple(embedding.shape)}"
-            )
-        if not embedding.is_floating_point():
-            raise ValueError(f"embedding must be floating point, got {embedding.dtype}")
-        embedding = embedding.to(device=self.device, dtype=torch.float32)
-        if not torch.isfinite(embedding).all():
-            raise ValueError("embedding contains NaN or infinite values")
+        embedding = check_embedding(embedding, self.model)
         self.reset_image()
         self.original_size = original
         self.input_size = input_size
@@ -117,23 +101,23 @@ class Predictor:
         a 1x256x256 logit mask from a previous round."""
         if not self.is_image_set:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        coords, labels = prompts.check_points(point_coords, point_labels, self.original_size)
+        boxes = prompts.check_box(box, self.original_size)
+        mask = prompts.check_mask_input(mask_input, self.model.prompt_encoder.mask_input_size)
+        multimask_output = prompts.check_multimask(multimask_output)
+        prompts.check_any_prompt(coords is not None and len(coords) > 0, boxes is not None, mask is not None)
         coords_t = labels_t = box_t = mask_t = None
-        if point_coords is not None or point_labels is not None:
-            coords, labels = self._check_points(point_coords, point_labels)
+        if coords is not None:
             coords = self.transform.apply_coords(coords, self.original_size)
             coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
             labels_t = torch.as_tensor(labels, dtype=torch.int, device=self.device)[None]
-        if box is not None:
-            boxes = self.transform.apply_boxes(self._check_box(box), self.original_size)
+        if boxes is not None:
+            boxes = self.transform.apply_boxes(boxes[None], self.original_size)
             box_t = torch.as_tensor(boxes, dtype=torch.float, device=self.device)
-        if mask_input is not None:
-            mask_t = torch.as_tensor(
-                self._check_mask_input(mask_input), dtype=torch.float, device=self.device
-            )[None]
-        if not isinstance(multimask_output, bool | np.bool_):
-            raise TypeError(f"multimask_output must be a bool, not {type(multimask_output).__name__}")
+        if mask is not None:
+            mask_t = torch.as_tensor(mask, dtype=torch.float, device=self.device)[None]
         masks, scores, low_res = self.predict_torch(
-            coords_t, labels_t, box_t, mask_t, bool(multimask_output), return_logits=return_logits
+            coords_t, labels_t, box_t, mask_t, multimask_output, return_logits=return_logits
         )
         return masks[0].cpu().numpy(), scores[0].cpu().numpy(), low_res[0].cpu().numpy()
 
@@ -205,56 +189,3 @@ class Predictor:
         if not ok or h < 1 or w < 1:
             raise ValueError(f"{name} must be two positive integers (height, width), got {size!r}")
         return h, w
-
-    @staticmethod
-    def _numeric(value: object, name: str) -> np.ndarray:
-        array = np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value)
-        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-            raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
-        if np.issubdtype(array.dtype, np.complexfloating):
-            raise ValueError(f"{name} must be real numbers, got dtype {array.dtype}")
-        if not np.isfinite(array).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-        return array
-
-    def _check_points(self, coords: object, labels: object) -> tuple[np.ndarray, np.ndarray]:
-        if coords is None or labels is None:
-            raise ValueError("point_coords and point_labels must be given together")
-        coords = self._numeric(coords, "point_coords").astype(np.float64)
-        labels = self._numeric(labels, "point_labels")
-        if coords.ndim != 2 or coords.shape[1] != 2:
-            raise ValueError(f"point_coords must be Nx2 (x, y), got shape {coords.shape}")
-        if labels.shape != (coords.shape[0],):
-            raise ValueError(
-                f"point_labels must have shape ({coords.shape[0]},) to match point_coords, got {labels.shape}"
-            )
-        if not np.isin(labels, VALID_LABELS).all():
-            bad = sorted(set(np.unique(labels).tolist()) - set(VALID_LABELS))
-            raise ValueError(
-                f"point_labels must be 1 (foreground), 0 (background) or -1 (padding), got {bad}"
-            )
-        h, w = self.original_size
-        outside = (coords[:, 0] < 0) | (coords[:, 0] > w) | (coords[:, 1] < 0) | (coords[:, 1] > h)
-        if outside.any():
-            raise ValueError(f"points {coords[outside].tolist()} lie outside the {w}x{h} (WxH) image")
-        return coords, labels.astype(np.int64)
-
-    def _check_box(self, box: object) -> np.ndarray:
-        box = self._numeric(box, "box").astype(np.float64)
-        if box.shape not in ((4,), (1, 4)):
-            raise ValueError(f"box must be one XYXY box of shape (4,) or (1, 4), got {box.shape}")
-        box = box.reshape(1, 4)
-        x0, y0, x1, y1 = box[0]
-        if x1 < x0 or y1 < y0:
-            raise ValueError(f"box must be XYXY with x0 <= x1 and y0 <= y1, got {box[0].tolist()}")
-        return box
-
-    def _check_mask_input(self, mask_input: object) -> np.ndarray:
-        mask = self._numeric(mask_input, "mask_input").astype(np.float32)
-        expected = (1, *self.model.prompt_encoder.mask_input_size)
-        if mask.shape != expected:
-            raise ValueError(
-                f"mask_input must be low-res logits of shape {expected} (one of predict's low_res_logits "
-                f"with a leading 1), got {mask.shape}"
-            )
-        return mask

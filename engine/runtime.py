@@ -1,24 +1,16 @@
-"""Process-wide settings for running the models on a CPU.
+"""Process-wide settings for running the models on a CPU (the measurements behind them are in
+docs/performance.md).
 
-**One thread for torch** (``ModelThread``). PyTorch's CPU kernels run on OpenMP (libgomp), and
-every Python thread that runs a parallel op gets a team of worker threads of its own, kept until
-that Python thread exits. libgomp lets its idle workers spin between parallel regions, so the next
-region starts at once, but only while it manages no more threads than there are CPUs; past that it
-spins ~100 times and sleeps on a futex. A web process whose request threads each touched torch once
-(loading an embedding, decoding) therefore had several teams, and every one of a click's ~150
-parallel regions paid a futex sleep and wake-up: the decoder took 1.6x its time (39 vs 23 ms on
-the 2-core machine, 154 voluntary context switches per click). A web process runs all its torch
-work on one ``ModelThread`` instead, and work that must not wait behind clicks (an on-demand image
-encoding) on a short-lived thread, whose team goes away with it.
+**One thread for torch** (``ModelThread``). Every Python thread that runs a parallel torch op gets
+an OpenMP team of its own, and libgomp's idle workers stop spinning once a process has more of them
+than CPUs: each parallel region of a click then pays a futex sleep and wake-up. A web process runs
+all its torch work on one ``ModelThread``, and work that must not wait behind clicks (an on-demand
+image encoding) on a short-lived thread, whose team goes away with it.
 
-glibc's malloc hands large blocks back to the kernel eagerly: a block above the (adaptive) mmap
-threshold is unmapped when freed, and free space at the top of the heap is trimmed once it passes
-twice that threshold. A SAM decoder call allocates and frees ~30 tensors of 1-8 MB; with the
-defaults many of them come back as fresh pages, and the first touch of every 4 KB page is a page
-fault. On the 2-core machine this was ~1.5 million faults per 100 clicks and 15-25 % of a click's
-CPU time. ``tune_malloc`` fixes the thresholds (no adaptive mmap for blocks up to 32 MB, trim only
-past 256 MB free), so the same heap memory serves the next click. The process keeps up to that much
-free heap instead of returning it at once; larger blocks are still mapped and returned.
+**malloc thresholds** (``tune_malloc``). glibc unmaps large freed blocks and trims the heap eagerly,
+so the decoder's 1-8 MB temporaries come back as fresh pages and every first touch is a page
+fault. Fixed thresholds (no adaptive mmap for blocks up to 32 MB, trim only past 256 MB free) let
+the same heap memory serve the next click; the process keeps up to that much free heap.
 """
 
 from __future__ import annotations

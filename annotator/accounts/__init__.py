@@ -1,0 +1,2 @@
+"""Accounts: Django's users, the API token view, and login throttling (lockouts). Per-project roles
+live in ``projects``."""

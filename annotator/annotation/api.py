@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotator.annotation import selectors, services
-from annotator.annotation.interactive import PromptError
+from annotator.annotation.interactive import MAX_POINTS, PromptError
 from annotator.images.api import ImageSerializer
 from annotator.images.models import Image
 from annotator.masks.api import MaskSerializer
@@ -30,16 +30,38 @@ def editable_image(request: Request, pk: int) -> Image:
 
 
 class PredictRequest(serializers.Serializer):
+    """The predict body, for the API schema only: ``interactive.parse_prompts`` validates it (the
+    JSON's shape) with ``engine.prompts`` (what the numbers may be, the rule both predictors apply);
+    a bad field is a 400 naming it and why."""
+
     points = serializers.ListField(
-        child=serializers.ListField(child=serializers.FloatField()), required=False
+        child=serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2),
+        required=False,
+        max_length=MAX_POINTS,
+        help_text="[[x, y], ...] in image pixels, inside the image (0 <= x <= width, 0 <= y <= height)",
     )
-    labels = serializers.ListField(child=serializers.IntegerField(), required=False)
-    box = serializers.ListField(child=serializers.FloatField(), allow_null=True, required=False)
+    labels = serializers.ListField(
+        child=serializers.ChoiceField(choices=[0, 1]),
+        required=False,
+        help_text="one per point: 1 (object) or 0 (background)",
+    )
+    box = serializers.ListField(
+        child=serializers.FloatField(),
+        allow_null=True,
+        required=False,
+        min_length=4,
+        max_length=4,
+        help_text="[x0, y0, x1, y1] inside the image, x0 <= x1 and y0 <= y1",
+    )
     mask_input = serializers.CharField(
-        allow_null=True, required=False, help_text='logits_handle or "mask:<id>"'
+        allow_null=True,
+        required=False,
+        help_text='the previous round\'s mask: a logits_handle from an earlier answer, or "mask:<id>"',
     )
-    mask_index = serializers.IntegerField(allow_null=True, required=False)
-    multimask = serializers.BooleanField(required=False, default=True)
+    mask_index = serializers.IntegerField(
+        allow_null=True, required=False, min_value=0, max_value=15, help_text="which candidate of the handle"
+    )
+    multimask = serializers.BooleanField(required=False, default=True, help_text="three candidates, or one")
 
 
 class Predict(APIView):

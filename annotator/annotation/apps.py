@@ -7,6 +7,3 @@ class AnnotationConfig(AppConfig):
     name = "annotator.annotation"
     label = "annotation"
     verbose_name = "Annotation"
-
-    def ready(self) -> None:
-        from annotator.annotation import signals  # noqa: F401  (connects the receivers)

@@ -20,10 +20,13 @@ import numpy as np
 
 from annotator.annotation.logits import HANDLE_PATTERN, LogitsEntry
 from annotator.annotation.lowres import upsample_masks, upsample_masks_rle
+from engine import prompts as engine_prompts
 
 MAX_POINTS = 64
 STORED_MASK_PATTERN = re.compile(r"^mask:(\d{1,18})$")
 PROMPT_FIELDS = {"points", "labels", "box", "mask_input", "mask_index", "multimask"}
+# engine.prompts names the predictor's argument; the body's field has another name.
+FIELD_OF_ARGUMENT = {"point_coords": "points", "point_labels": "labels", "box": "box"}
 
 
 class PromptError(ValueError):
@@ -66,6 +69,8 @@ def parse_prompts(data: Any, width: int, height: int) -> Prompts:
     if unknown:
         errors["body"] = f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(PROMPT_FIELDS))}"
 
+    # The JSON's shape is checked here; what the numbers may be is engine.prompts' rule, the same
+    # one both predictors apply, its errors translated to this body's field names.
     points = labels = box = None
     raw_points, raw_labels = data.get("points") or [], data.get("labels") or []
     if not isinstance(raw_points, list) or not all(
@@ -74,35 +79,27 @@ def parse_prompts(data: Any, width: int, height: int) -> Prompts:
         errors["points"] = "must be a list of [x, y] pairs of finite numbers (image pixels)"
     elif len(raw_points) > MAX_POINTS:
         errors["points"] = f"at most {MAX_POINTS} points per request, got {len(raw_points)}"
-    else:
-        outside = [p for p in raw_points if not (0 <= p[0] <= width and 0 <= p[1] <= height)]
-        if outside:
-            errors["points"] = f"points {outside[:3]} lie outside the {width}x{height} (WxH) image"
     if not isinstance(raw_labels, list) or not all(
-        v in (0, 1) and not isinstance(v, bool) for v in raw_labels
+        isinstance(v, int) and not isinstance(v, bool) for v in raw_labels
     ):
         errors["labels"] = "must be a list of 1 (object) or 0 (background), one per point"
     elif "points" not in errors and len(raw_labels) != len(raw_points):
         errors["labels"] = f"got {len(raw_labels)} labels for {len(raw_points)} points; send one per point"
     if "points" not in errors and "labels" not in errors and raw_points:
-        points = np.asarray(raw_points, dtype=np.float64)
-        labels = np.asarray(raw_labels, dtype=np.int64)
+        try:
+            points, labels = engine_prompts.check_points(raw_points, raw_labels, (height, width))
+        except engine_prompts.PromptValueError as exc:
+            errors[FIELD_OF_ARGUMENT[exc.argument]] = str(exc)
 
     raw_box = data.get("box")
     if raw_box is not None:
         if not (isinstance(raw_box, list) and len(raw_box) == 4 and all(_number(v) for v in raw_box)):
             errors["box"] = "must be null or [x0, y0, x1, y1] (four finite numbers, image pixels)"
-        elif raw_box[0] > raw_box[2] or raw_box[1] > raw_box[3]:
-            errors["box"] = f"must have x0 <= x1 and y0 <= y1, got {raw_box}"
-        elif (
-            min(raw_box[0], raw_box[2]) < 0
-            or max(raw_box[0], raw_box[2]) > width
-            or min(raw_box[1], raw_box[3]) < 0
-            or max(raw_box[1], raw_box[3]) > height
-        ):
-            errors["box"] = f"{raw_box} reaches outside the {width}x{height} (WxH) image"
         else:
-            box = np.asarray(raw_box, dtype=np.float64)
+            try:
+                box = engine_prompts.check_box(raw_box, (height, width))
+            except engine_prompts.PromptValueError as exc:
+                errors["box"] = str(exc)
 
     mask_input = data.get("mask_input")
     if mask_input is not None and not (
@@ -121,8 +118,11 @@ def parse_prompts(data: Any, width: int, height: int) -> Prompts:
     if not isinstance(multimask, bool):
         errors["multimask"] = "must be true or false"
 
-    if not errors and points is None and box is None and mask_input is None:
-        errors["body"] = "give at least one prompt: points with labels, a box, or a mask_input"
+    if not errors:
+        try:
+            engine_prompts.check_any_prompt(points is not None, box is not None, mask_input is not None)
+        except engine_prompts.PromptValueError as exc:
+            errors["body"] = str(exc)
     if errors:
         raise PromptError(errors)
     return Prompts(points, labels, box, mask_input, mask_index, bool(multimask))
@@ -260,6 +260,7 @@ class ClassicState:
     predictor: Any
     lock: threading.Lock
     nbytes: int
+    pixels: Any = None  # the RGB image (label suggestions describe a mask by its pixels)
 
 
 def select_logits(entry: LogitsEntry, mask_index: int | None) -> np.ndarray:

@@ -10,7 +10,7 @@ is not found, like an expired one), expire after a TTL, and keep the float32 log
 bytes, no compression): the next round must equal ``SamPredictor`` given the same logits. A store
 that fails (Redis down, a full disk) costs the cross-process lookup, never the click.
 
-No Django here: ``annotator.annotation.services`` builds the store from the settings.
+No Django here: ``annotator.annotation.services.decoding`` builds the store from the settings.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Low-resolution mask logits → binary masks at image resolution: fast, and equal to SAM's own postprocessing.
 
 SAM's ``postprocess_masks`` resizes the 256x256 logits bilinearly to the encoder's square input
-(1024), crops the padding, resizes bilinearly again to the image size and thresholds at 0; torch
-does that in ~90 ms for three masks of a 1024x768 image on this CPU, most of the official
-``SamPredictor.predict`` time. OpenCV's ``INTER_LINEAR`` uses the same half-pixel sampling and
-weights as torch's ``bilinear`` with ``align_corners=False`` (no antialiasing either way) and runs
-the same two resizes on all candidates at once, channel-interleaved, in a few milliseconds. The
-masks equal the official ones except where a logit rounds differently within float32 precision
-(|logit| < 1e-4); tests/annotator/test_annotation_decoding.py checks that against torch.
+(1024), crops the padding, resizes bilinearly again to the image size and thresholds at 0; in
+torch that is most of the official ``SamPredictor.predict`` time (docs/performance.md).
+OpenCV's ``INTER_LINEAR`` uses the same half-pixel sampling and weights as torch's ``bilinear``
+with ``align_corners=False`` (no antialiasing either way) and runs the same two resizes on all
+candidates at once, channel-interleaved, in a few milliseconds. The masks equal the official
+ones except where a logit rounds differently within float32 precision (|logit| < 1e-4);
+tests/annotator/annotation/test_annotation_decoding.py checks that against torch.
 """
 
 from __future__ import annotations

@@ -1,19 +1,62 @@
-"""Reads of stage 1: the review queue and the dashboard's figures."""
+"""Reads of stage 1: the annotator and review queues, an annotator's previous image, and the
+dashboard's figures."""
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
+from django.utils import timezone
 
-from annotator.images.models import Image, ImageStatus
+from annotator.annotation.models import AnnotationSession
+from annotator.images.models import QUEUE_STATUSES, Image, ImageStatus
 from annotator.masks.models import Mask, MaskSource, MaskStatus
 from annotator.projects.models import Project
 
 DONE_STATUSES = (ImageStatus.ANNOTATED, ImageStatus.REVIEWED)
 RUNNING = ("pending", "running")
+
+
+def lease_free(now: datetime) -> Q:
+    """Images nobody holds: never leased, or the lease ran out."""
+    return Q(leased_by__isnull=True) | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
+
+
+def queue_candidates(project: Project, user: AbstractBaseUser) -> QuerySet[Image]:
+    """Images the queue may hand to ``user``, best first: images sent back by review for this
+    annotator's masks, other images sent back, then new ones (and ones whose lease ran out)."""
+    now = timezone.now()
+    own_rejected = Mask.objects.filter(image=OuterRef("pk"), status=MaskStatus.REJECTED, annotator=user)
+    return (
+        Image.objects.filter(project=project)
+        .filter(Q(status__in=QUEUE_STATUSES) | Q(status=ImageStatus.IN_PROGRESS))
+        .filter(lease_free(now))
+        .annotate(
+            priority=Case(
+                When(Q(status=ImageStatus.NEEDS_REWORK) & Exists(own_rejected), then=Value(0)),
+                When(status=ImageStatus.NEEDS_REWORK, then=Value(1)),
+                default=Value(2),
+                output_field=IntegerField(),
+            )
+        )
+        .order_by("priority", "id")
+    )
+
+
+def previous_image(image: Image, user: AbstractBaseUser) -> Image | None:
+    """The image of the user's visit before this one in the same project (to go back and fix it)."""
+    earlier = (
+        AnnotationSession.objects.filter(annotator=user, project_id=image.project_id)
+        .exclude(image_id=image.pk)
+        .order_by("-started_at", "-id")
+        .values_list("image_id", flat=True)
+        .first()
+    )
+    return Image.objects.filter(pk=earlier).first() if earlier is not None else None
 
 
 def review_queue(project: Project) -> QuerySet[Image]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,26 +19,28 @@ from annotator.annotation import charts, selectors, services
 from annotator.images.models import Image
 from annotator.masks.models import Mask, MaskStatus
 from annotator.masks.services import StaleVersion
+from annotator.params import int_or_none, parse_id, parse_int
 from annotator.projects.access import EDITORS, check_project_access, get_project, role_in
 from annotator.projects.models import Role
+from annotator.suggestions import selectors as suggestions_selectors
+from annotator.training.pages import training_charts
 
 REVIEWERS = (Role.MANAGER, Role.REVIEWER)
-# Navigations that may finish an image: from our own pages, or typed by the user.
-SAFE_FETCH_SITES = ("same-origin", "none")
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def annotate_next(request: HttpRequest, pk: int) -> HttpResponse:
-    """The annotator's queue: ``?done=<image>`` first finishes that image (the page's "next"),
-    then the next image is leased and opened."""
+    """The annotator's queue. GET leases and opens the next image; POST ``done=<image>`` (the
+    page's "next", CSRF-protected: a GET never changes state) finishes that image first, then
+    redirects to the GET."""
     project = get_project(request.user, pk, EDITORS)
-    done = request.GET.get("done")
-    if done:
-        if request.headers.get("Sec-Fetch-Site", "same-origin") not in SAFE_FETCH_SITES:
-            raise PermissionDenied("Finishing an image must come from Maskmill's own page.")
-        finished = Image.objects.filter(pk=int(done) if done.isdigit() else 0, project=project).first()
+    if request.method == "POST":
+        finished_id = int_or_none(request.POST.get("done"))
+        finished = Image.objects.filter(pk=finished_id, project=project).first() if finished_id else None
         if finished is not None:
             services.finish_image(finished, request.user)
+        return redirect("annotate-next", pk=project.pk)
     image = services.next_image(project, request.user)
     if image is None:
         return render(
@@ -72,7 +75,9 @@ def annotate_image(request: HttpRequest, pk: int) -> HttpResponse:
             {"id": label.pk, "name": label.name, "color": label.color} for label in project.labels.all()
         ],
         "user": {"username": request.user.get_username(), "id": request.user.pk},
-        "nextImageUrl": f"{reverse('annotate-next', args=[project.pk])}?done={image.pk}",
+        # "next" POSTs these fields to nextImageUrl: this image is finished, the next one opened.
+        "nextImageUrl": reverse("annotate-next", args=[project.pk]),
+        "nextImageForm": {"done": image.pk, "csrfmiddlewaretoken": get_token(request)},
         "prevImageUrl": reverse("annotate-image", args=[previous.pk]) if previous else None,
         "secondsPerMaskHint": project.setting("seconds_per_mask_hint"),
         # The page renews the lease every third of it while the annotator is active.
@@ -90,10 +95,10 @@ def review_page(request: HttpRequest, pk: int) -> HttpResponse:
     project = get_project(request.user, pk, REVIEWERS)
     if request.method == "POST":
         return _review_action(request, project)
-    wanted = request.GET.get("image")
+    wanted = int_or_none(request.GET.get("image"))
     image = None
-    if wanted and wanted.isdigit():
-        image = Image.objects.filter(pk=int(wanted), project=project).first()
+    if wanted is not None:
+        image = Image.objects.filter(pk=wanted, project=project).first()
     if image is None:
         image = selectors.next_for_review(project)
     masks = list(
@@ -128,21 +133,21 @@ def review_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _review_action(request: HttpRequest, project) -> HttpResponse:
     action = request.POST.get("action")
-    image_id = request.POST.get("image", "")
+    image_id = int_or_none(request.POST.get("image"))
     target = reverse("review-page", args=[project.pk])
     try:
         if action == "reject":
-            mask = get_object_or_404(Mask, pk=request.POST.get("mask"), project=project)
+            mask = get_object_or_404(Mask, pk=parse_id(request.POST.get("mask")), project=project)
             services.reject_mask(
                 mask,
                 request.user,
                 note=request.POST.get("note", ""),
-                version=int(request.POST.get("version", 0)),
+                version=parse_int(request.POST.get("version", "0")),
             )
             messages.success(request, f"Mask #{mask.pk} rejected; the image goes back to the annotators.")
             return redirect(f"{target}?image={mask.image_id}")
         if action == "approve":
-            image = get_object_or_404(Image, pk=image_id, project=project)
+            image = get_object_or_404(Image, pk=parse_id(image_id), project=project)
             services.approve_image(image, request.user)
             messages.success(request, f"Image #{image.pk} approved.")
             following = selectors.next_for_review(project, after=image.pk)
@@ -150,7 +155,7 @@ def _review_action(request: HttpRequest, project) -> HttpResponse:
     except (ValidationError, StaleVersion, ValueError) as exc:
         text = "; ".join(f"{v}" for v in exc.messages) if isinstance(exc, ValidationError) else str(exc)
         messages.error(request, text)
-        return redirect(f"{target}?image={image_id}" if image_id.isdigit() else target)
+        return redirect(f"{target}?image={image_id}" if image_id is not None else target)
     messages.error(request, f"unknown review action {action!r}")
     return redirect(target)
 
@@ -189,5 +194,8 @@ def dashboard_page(request: HttpRequest, pk: int) -> HttpResponse:
             title="Done images by number of accepted masks",
             unit="",
         ),
+        "suggestions": suggestions_selectors.dashboard_section(project),
+        "min_masks": settings.MASKMILL_LABEL_MIN_MASKS_PER_LABEL,
+        **training_charts(project),
     }
     return render(request, "annotation/dashboard.html", context)

@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.views.decorators.http import require_POST
 
+from annotator import params  # noqa: F401 - registers the <id:...> converter
 from annotator.exports import services
 from annotator.exports.api import download_response
 from annotator.exports.models import Export, ExportFormat
@@ -96,8 +97,8 @@ def download_page(request: HttpRequest, pk: int, name: str) -> FileResponse:
 
 
 urlpatterns = [
-    path("projects/<int:pk>/exports/", exports_page, name="exports-page"),
-    path("exports/<int:pk>/cancel/", cancel_page, name="export-cancel-page"),
-    path("exports/<int:pk>/resume/", resume_page, name="export-resume-page"),
-    path("exports/<int:pk>/download/<str:name>", download_page, name="export-download"),
+    path("projects/<id:pk>/exports/", exports_page, name="exports-page"),
+    path("exports/<id:pk>/cancel/", cancel_page, name="export-cancel-page"),
+    path("exports/<id:pk>/resume/", resume_page, name="export-resume-page"),
+    path("exports/<id:pk>/download/<str:name>", download_page, name="export-download"),
 ]

@@ -2,13 +2,15 @@
 
 from django.urls import path
 
+from annotator import params  # noqa: F401 - registers the <id:...> converter
+
 from annotator.exports import api
 
 urlpatterns = [
-    path("projects/<int:pk>/exports/", api.ExportList.as_view(), name="export-list"),
-    path("projects/<int:pk>/imports", api.ImportAnnotations.as_view(), name="import-annotations"),
-    path("exports/<int:pk>/", api.ExportDetail.as_view(), name="export-detail"),
-    path("exports/<int:pk>/cancel", api.ExportCancel.as_view(), name="export-cancel"),
-    path("exports/<int:pk>/resume", api.ExportResume.as_view(), name="export-resume"),
-    path("exports/<int:pk>/files/<str:name>", api.ExportFile.as_view(), name="export-file"),
+    path("projects/<id:pk>/exports/", api.ExportList.as_view(), name="export-list"),
+    path("projects/<id:pk>/imports", api.ImportAnnotations.as_view(), name="import-annotations"),
+    path("exports/<id:pk>/", api.ExportDetail.as_view(), name="export-detail"),
+    path("exports/<id:pk>/cancel", api.ExportCancel.as_view(), name="export-cancel"),
+    path("exports/<id:pk>/resume", api.ExportResume.as_view(), name="export-resume"),
+    path("exports/<id:pk>/files/<str:name>", api.ExportFile.as_view(), name="export-file"),
 ]

@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +16,8 @@ from rest_framework.views import APIView
 
 from annotator.images import files, selectors, services
 from annotator.images.models import Image, ImageStatus, Split
+from annotator.params import BadNumber, parse_int
+from annotator.parsers import JSONParser
 from annotator.projects.access import ALL_ROLES, MANAGERS, check_project_access, get_project
 from annotator.projects.models import Stage
 
@@ -90,8 +92,7 @@ class ImageDetail(generics.RetrieveUpdateDestroyAPIView):
         return image
 
     def perform_destroy(self, instance: Image) -> None:
-        instance.file.delete(save=False)
-        instance.delete()
+        instance.delete()  # its file and embeddings' files go once committed (annotator.images.signals)
 
 
 class ImageFile(APIView):
@@ -107,6 +108,8 @@ class ImageFile(APIView):
         size = request.query_params.get("size")
         if size is None:
             return files.original_response(image)
-        if not size.isdigit():
-            raise ValidationError({"size": "must be a positive integer (pixels)"})
-        return files.thumbnail_response(image, int(size))
+        try:
+            pixels = parse_int(size, 1, files.MAX_THUMBNAIL_REQUEST)
+        except BadNumber as exc:
+            raise ValidationError({"size": f"thumbnail size in pixels: {exc}"}) from None
+        return files.thumbnail_response(image, pixels)

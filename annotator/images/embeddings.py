@@ -1,5 +1,7 @@
-"""Computing and storing image-encoder embeddings: the one entry point for every path that needs
-one (the ``embed`` task after ingest, the annotation page's prefetch and on-demand computation).
+"""Computing, storing and loading image-encoder embeddings: the one entry point for every path that
+needs one (the ``embed`` task after ingest, the annotation page's prefetch and on-demand
+computation), and the one reader of stored ones (``load_stored``: decoding clicks, automatic
+generation, label suggestions).
 
 An embedding is computed once however many processes ask for it at the same moment: the first
 takes the claim (an ``EmbeddingClaim`` row, unique per image and model version), the others are
@@ -15,7 +17,9 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -63,28 +67,30 @@ def ensure_embedding(image_id: int, model_version_id: int | None = None) -> Embe
     if model_version is None:
         log.info("embed: no model configured; the classic segmenter needs no embedding (image %s)", image_id)
         return None
-    existing = Embedding.objects.filter(image=image, model_version=model_version).first()
+    # Stored under the version whose encoder computes it: versions that share an encoder share it.
+    encoder_id = model_version.embedding_version_id
+    existing = Embedding.objects.filter(image=image, model_version_id=encoder_id).first()
     if existing is not None:
         return existing
     owner = _owner()
     for _ in range(3):  # bounded: each round another claimant came and went
-        if claim_embedding(image.pk, model_version.pk, owner):
+        if claim_embedding(image.pk, encoder_id, owner):
             break
-        claim = EmbeddingClaim.objects.filter(image=image, model_version=model_version).first()
+        claim = EmbeddingClaim.objects.filter(image=image, model_version_id=encoder_id).first()
         if claim is not None:
-            raise EmbeddingInProgress(image.pk, model_version.pk, claim.owner, claim.expires_at)
-        stored = Embedding.objects.filter(image=image, model_version=model_version).first()
+            raise EmbeddingInProgress(image.pk, encoder_id, claim.owner, claim.expires_at)
+        stored = Embedding.objects.filter(image=image, model_version_id=encoder_id).first()
         if stored is not None:  # the claimant finished between our try and our look
             return stored
         # ... or let go without storing it (it failed): claim it again.
     else:
-        raise EmbeddingInProgress(image.pk, model_version.pk, "another process", timezone.now())
+        raise EmbeddingInProgress(image.pk, encoder_id, "another process", timezone.now())
     try:
         # Whoever held the claim before us may have stored it just before letting go.
-        stored = Embedding.objects.filter(image=image, model_version=model_version).first()
+        stored = Embedding.objects.filter(image=image, model_version_id=encoder_id).first()
         return stored if stored is not None else compute_embedding(image, model_version)
     finally:
-        EmbeddingClaim.objects.filter(image=image, model_version=model_version, owner=owner).delete()
+        EmbeddingClaim.objects.filter(image=image, model_version_id=encoder_id, owner=owner).delete()
 
 
 def _owner() -> str:
@@ -126,7 +132,7 @@ def compute_embedding(image: Image, model_version: ModelVersion) -> Embedding:
     save_embedding(buffer, tensor)
     embedding = Embedding(
         image=image,
-        model_version=model_version,
+        model_version_id=model_version.embedding_version_id,
         dtype="float16",
         shape=[int(v) for v in tensor.shape],
         input_size=input_size,
@@ -139,5 +145,39 @@ def compute_embedding(image: Image, model_version: ModelVersion) -> Embedding:
     except IntegrityError:
         # A concurrent task stored it first: keep theirs, drop our copy of the file.
         embedding.file.delete(save=False)
-        return Embedding.objects.get(image=image, model_version=model_version)
+        return Embedding.objects.get(image=image, model_version_id=model_version.embedding_version_id)
     return embedding
+
+
+@dataclass(frozen=True)
+class StoredEmbedding:
+    tensor: Any  # torch float32 (1, C, h, w)
+    input_size: tuple[int, int] | None  # the resized image inside the encoder's frame; None on old rows
+
+
+def load_stored(image: Image, model_version: ModelVersion) -> StoredEmbedding | None:
+    """The stored embedding of the image under this model (filed under the version whose encoder
+    it runs, shared by the versions that changed only the decoder), or None when there is none.
+
+    A row whose file is lost or unreadable is deleted (its file follows once that commits, see
+    ``images.signals``), so the next ``ensure_embedding`` computes it again instead of every reader
+    tripping over it.
+    """
+    from engine.embeddings import load_embedding
+
+    row = Embedding.objects.filter(
+        image_id=image.pk, model_version_id=model_version.embedding_version_id
+    ).first()
+    if row is None:
+        return None
+    try:
+        with row.file.open("rb") as fileobj:
+            tensor = load_embedding(fileobj)
+    except (OSError, ValueError) as exc:
+        log.warning(
+            "embedding %s of image %s is unreadable (%s); it will be computed again", row.pk, image.pk, exc
+        )
+        row.delete()
+        return None
+    input_size = (int(row.input_size[0]), int(row.input_size[1])) if row.input_size else None
+    return StoredEmbedding(tensor=tensor, input_size=input_size)

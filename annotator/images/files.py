@@ -9,9 +9,10 @@ from django.http import FileResponse, HttpResponse, HttpResponseBase, HttpRespon
 from PIL import Image as PILImage
 
 from annotator.images.models import Image
-from engine.images import open_image, to_rgb
+from engine.images import open_image, upright_rgb
 
 MAX_THUMBNAIL = 1024
+MAX_THUMBNAIL_REQUEST = 1_000_000  # larger asks are refused; up to it they get MAX_THUMBNAIL
 CONTENT_TYPES = {
     "jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp",
     "tif": "image/tiff", "tiff": "image/tiff", "webp": "image/webp",
@@ -33,11 +34,9 @@ def original_response(image: Image) -> HttpResponseBase:
 
 def thumbnail_response(image: Image, size: int) -> HttpResponse:
     """A JPEG at most ``size`` px on its longer side, EXIF orientation applied like everywhere else."""
-    from PIL import ImageOps
-
     size = max(16, min(size, MAX_THUMBNAIL))
     with image.file.open("rb") as fileobj:
-        picture = to_rgb(ImageOps.exif_transpose(open_image(fileobj.read())))
+        picture = upright_rgb(open_image(fileobj.read()))
     picture.thumbnail((size, size), PILImage.Resampling.LANCZOS)
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=85)

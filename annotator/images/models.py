@@ -23,7 +23,7 @@ class ImageStatus(models.TextChoices):
     REVIEWED = "reviewed", "Reviewed"
 
 
-# Statuses the annotator queue hands out (issue 4's "next image to annotate").
+# Statuses the annotator queue hands out as the next image to annotate.
 QUEUE_STATUSES = (ImageStatus.NEEDS_REWORK, ImageStatus.NEW)
 
 

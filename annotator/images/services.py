@@ -1,6 +1,7 @@
 """Image ingest: every file is read the one way (engine.images.read_image), refused with a reason
 when it is not a usable image, skipped when the project already holds the same bytes, and stored
-as the original bytes; each new image gets an ``embed`` task once its row is committed."""
+as the original bytes; each new image gets an ``embed`` task once its row is committed, and in a
+semi-automatic project a pre-fill (``stages.services.prefill_ingested``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from django.db import IntegrityError, transaction
 
 from annotator.images.models import Image
 from annotator.projects.models import Project
+from annotator.stages.services import prefill_ingested
 from engine.images import ImageReadError, read_image
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ def ingest_files(
             outcome = "error"
         if on_each is not None:
             on_each(name, outcome)
+    prefill_ingested(project, [image.pk for image in result.created])
     return result
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from annotator.images.models import Image
 from annotator.masks.models import Mask, MaskSource, MaskStatus
 from annotator.projects.models import Label
+from annotator.training.triggers import masks_accepted
 from engine.masks import rle_area, rle_to_bbox, validate_rle
 
 
@@ -104,9 +105,20 @@ def create_mask(
     )
     mask.full_clean(exclude=["segmentation", "bbox"])
     mask.save()
+    count_in_visit(mask)
+    if status == MaskStatus.ACCEPTED:
+        masks_accepted(image.project_id)
     if mask.status == MaskStatus.ACCEPTED and mask.label_id is not None:
         masks_labelled(image.project)
     return mask
+
+
+def count_in_visit(mask: Mask) -> None:
+    """A mask an annotator saved counts in their open visit to the image (the effort figures)."""
+    # Imported here: the annotation services import this module (StaleVersion).
+    from annotator.annotation.services.visits import count_saved_mask
+
+    count_saved_mask(mask)
 
 
 def masks_labelled(project) -> None:
@@ -189,6 +201,8 @@ def update_mask(mask: Mask, *, version: int, user: AbstractBaseUser | None = Non
     if updated == 0:
         current = Mask.objects.filter(pk=mask.pk).values_list("version", flat=True).first()
         raise StaleVersion(mask.pk, version, current)
+    if values.get("status") == MaskStatus.ACCEPTED and mask.status != MaskStatus.ACCEPTED:
+        masks_accepted(mask.project_id)
     mask.refresh_from_db()
     if (
         mask.status == MaskStatus.ACCEPTED

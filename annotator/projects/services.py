@@ -72,6 +72,10 @@ def validate_project_settings(value: Any) -> dict[str, Any]:
         )
     if not all(isinstance(params, dict) for params in generation.values()):
         raise ValidationError({"settings": "generation parameters must be JSON objects"})
+    if "training" in value:
+        from annotator.training.config import parse_training_settings
+
+        parse_training_settings(value["training"])
     return value
 
 

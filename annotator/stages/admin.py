@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from annotator.stages.models import AnnotationSession, GenerationItem, GenerationRun
+from annotator.stages.models import GenerationItem, GenerationRun
 
 
 @admin.register(GenerationRun)
@@ -9,4 +9,3 @@ class GenerationRunAdmin(admin.ModelAdmin):
 
 
 admin.site.register(GenerationItem)
-admin.site.register(AnnotationSession)

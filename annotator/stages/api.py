@@ -93,7 +93,12 @@ class GenerationRunList(generics.ListCreateAPIView):
     def get_queryset(self):
         return GenerationRun.objects.filter(project=self.project).order_by("-id")
 
-    @extend_schema(request=RunCreateSerializer, responses={201: GenerationRunSerializer})
+    @extend_schema(
+        request=RunCreateSerializer,
+        responses={201: GenerationRunSerializer, 200: OpenApiTypes.OBJECT},
+        description='201 with the new run, or 200 {"detail": "nothing to do: ..."} when every matching '
+        "image is already done or queued for the project's model version (no run is created).",
+    )
     def post(self, request: Request, *args, **kwargs) -> Response:
         body = RunCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -103,6 +108,8 @@ class GenerationRunList(generics.ListCreateAPIView):
             image_filter=body.validated_data.get("filter"),
             user=request.user,
         )
+        if run is None:
+            return Response({"detail": services.NOTHING_TO_DO, "run": None}, status=status.HTTP_200_OK)
         return Response(GenerationRunSerializer(run).data, status=status.HTTP_201_CREATED)
 
 

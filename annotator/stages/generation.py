@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from annotator.images.models import Embedding, Image
+from annotator.images.embeddings import load_stored
+from annotator.images.models import Image
 from annotator.training.models import ModelVersion
 from engine.images import ImageReadError, read_image
 
@@ -135,22 +136,6 @@ def read_item_image(image: Image) -> Any:
     return pixels
 
 
-def cached_embedding(image: Image, model_version: ModelVersion) -> tuple[Any, tuple[int, int]] | None:
-    """The stored image-encoder output of this image under this model, if the embed task made one."""
-    stored = Embedding.objects.filter(image=image, model_version=model_version).first()
-    if stored is None or not stored.input_size:
-        return None
-    from engine.embeddings import load_embedding
-
-    try:
-        with stored.file.open("rb") as fileobj:
-            tensor = load_embedding(fileobj)
-    except (OSError, ValueError) as exc:
-        log.warning("embedding %s of image %s unreadable (%s); computing it again", stored.pk, image.pk, exc)
-        return None
-    return tensor, (int(stored.input_size[0]), int(stored.input_size[1]))
-
-
 def _takes_embedding(generator: Generator) -> bool:
     try:
         return "embedding" in inspect.signature(generator.generate).parameters
@@ -167,9 +152,9 @@ def run_generator(image: Image, model_version: ModelVersion, params: dict[str, A
     reused = False
     # A generator from MASKMILL_MASK_GENERATOR may not take an embedding; engine's does.
     if _takes_embedding(generator) and not params.get("crop_n_layers"):
-        cached = cached_embedding(image, model_version)
-        if cached is not None:
-            records = generator.generate(pixels, embedding=cached[0])
+        stored = load_stored(image, model_version)
+        if stored is not None:
+            records = generator.generate(pixels, embedding=stored.tensor)
             reused = True
     if not reused:
         records = generator.generate(pixels)

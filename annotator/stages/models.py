@@ -1,38 +1,16 @@
-"""What the stages record: annotation visits, and automatic-generation runs with one item per
-image (the unit of idempotent, resumable work)."""
+"""What stages 2 and 3 record: automatic-generation runs with one item per image (the unit of
+idempotent, resumable work), and where a pre-filled mask came from."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 
 from annotator.jobs import JobStatus
-
-
-class AnnotationSession(models.Model):
-    """One annotator's visit to one image: time, clicks and masks saved."""
-
-    project = models.ForeignKey(
-        "projects.Project", on_delete=models.CASCADE, related_name="annotation_sessions"
-    )
-    image = models.ForeignKey("images.Image", on_delete=models.CASCADE, related_name="annotation_sessions")
-    annotator = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="annotation_sessions"
-    )
-    model_version = models.ForeignKey(
-        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    started_at = models.DateTimeField(auto_now_add=True)
-    ended_at = models.DateTimeField(null=True, blank=True)
-    clicks = models.PositiveIntegerField(default=0)
-    masks = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        ordering = ["id"]
-        indexes = [
-            models.Index(fields=["project", "annotator", "started_at"], name="session_project_annotator"),
-            models.Index(fields=["image", "started_at"], name="session_image"),
-        ]
 
 
 class GenerationMode(models.TextChoices):
@@ -106,3 +84,8 @@ class PrefillOrigin(models.Model):
         "masks.Mask", primary_key=True, on_delete=models.CASCADE, related_name="prefill_origin"
     )
     segmentation_sha1 = models.CharField(max_length=40)
+
+
+def segmentation_sha1(rle: dict[str, Any]) -> str:
+    """The fingerprint PrefillOrigin keeps of a pre-filled mask's segmentation (kept vs. fixed)."""
+    return hashlib.sha1(json.dumps(rle, sort_keys=True).encode()).hexdigest()

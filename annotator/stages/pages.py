@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
+from annotator import params  # noqa: F401 - registers the <id:...> converter
 from annotator.jobs import JobStatus
 from annotator.projects.access import ALL_ROLES, MANAGERS, get_project, role_in
 from annotator.projects.models import Stage
@@ -30,7 +31,10 @@ def stages_page(request: HttpRequest, pk: int) -> HttpResponse:
             messages.error(request, "; ".join(exc.messages))
         else:
             messages.success(
-                request, f"Run {run.pk} started on {run.total} images." if run else "Stage changed."
+                request,
+                f"Run {run.pk} started on {run.total} images."
+                if run
+                else "Stage changed; no images to generate.",
             )
         return redirect("stages-page", pk=pk)
     runs = list(GenerationRun.objects.filter(project=project).order_by("-id")[:20])
@@ -62,6 +66,6 @@ def cancel_run_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 urlpatterns = [
-    path("projects/<int:pk>/stages/", stages_page, name="stages-page"),
-    path("generation-runs/<int:pk>/cancel/", cancel_run_page, name="cancel-run-page"),
+    path("projects/<id:pk>/stages/", stages_page, name="stages-page"),
+    path("generation-runs/<id:pk>/cancel/", cancel_run_page, name="cancel-run-page"),
 ]

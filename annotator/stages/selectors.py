@@ -1,17 +1,83 @@
-"""Reads for the stages: a run's progress, and the semi-automatic report (pre-filled, kept, fixed,
-rejected, added) computed from the mask rows themselves."""
+"""Reads for the stages: which images a filter selects (and the filter's validation), a run's
+progress, and the semi-automatic report (pre-filled, kept, fixed, rejected, added) computed from
+the mask rows themselves."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
 
-from django.db.models import Count, Sum
+from django.core.exceptions import ValidationError
+from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 
+from annotator.images.models import Image, ImageStatus, Split
 from annotator.jobs import JobStatus
 from annotator.masks.models import Mask, MaskSource, MaskStatus
-from annotator.stages.models import GenerationItem, GenerationRun
+from annotator.params import BadNumber, parse_id
+from annotator.projects.models import Project
+from annotator.stages.models import GenerationItem, GenerationRun, segmentation_sha1
+
+FILTER_KEYS = ("status", "split", "ids")
+MAX_FILTER_IDS = 100_000
+
+
+def parse_filter(raw: Any) -> dict[str, Any]:
+    """A normalised image filter ``{status: [...], split: str, ids: [...]}``; ValidationError on bad keys."""
+    if raw in (None, "", {}):
+        return {}
+    if not isinstance(raw, dict):
+        raise ValidationError({"filter": "must be an object with keys status, split, ids"})
+    unknown = sorted(set(raw) - set(FILTER_KEYS))
+    if unknown:
+        raise ValidationError(
+            {"filter": f"unknown key(s) {', '.join(unknown)}; use {', '.join(FILTER_KEYS)}"}
+        )
+    clean: dict[str, Any] = {}
+    if raw.get("status") not in (None, "", []):
+        statuses = _text_list(raw["status"], "status")
+        bad = [s for s in statuses if s not in ImageStatus.values]
+        if bad:
+            bad_text, known = ", ".join(map(str, bad)), ", ".join(ImageStatus.values)
+            raise ValidationError({"filter": f"unknown image status {bad_text}; one of {known}"})
+        clean["status"] = statuses
+    if raw.get("split") not in (None, ""):
+        if not isinstance(raw["split"], str) or raw["split"] not in Split.values:
+            raise ValidationError(
+                {"filter": f"unknown split {raw['split']!r}; one of {', '.join(Split.values)}"}
+            )
+        clean["split"] = raw["split"]
+    if raw.get("ids") not in (None, "", []):
+        ids = _text_list(raw["ids"], "ids", numbers=True)
+        if len(ids) > MAX_FILTER_IDS:
+            raise ValidationError({"filter": f"at most {MAX_FILTER_IDS} ids"})
+        try:
+            clean["ids"] = sorted({parse_id(i) for i in ids})
+        except BadNumber as exc:
+            raise ValidationError({"filter": f"ids must be image ids: {exc}"}) from None
+    return clean
+
+
+def _text_list(value: Any, key: str, numbers: bool = False) -> list:
+    """A filter value given as "a,b" or a JSON list of strings (or of ints, for ids)."""
+    if isinstance(value, str):
+        return value.split(",")
+    allowed = (str, int) if numbers else (str,)
+    if isinstance(value, list) and all(isinstance(v, allowed) and not isinstance(v, bool) for v in value):
+        return value
+    kind = "ids" if numbers else "strings"
+    raise ValidationError({"filter": f"{key} must be a comma-separated string or a list of {kind}"})
+
+
+def images_matching(project: Project, image_filter: dict[str, Any]) -> QuerySet[Image]:
+    images = Image.objects.filter(project=project)
+    if "status" in image_filter:
+        images = images.filter(status__in=image_filter["status"])
+    if "split" in image_filter:
+        images = images.filter(split=image_filter["split"])
+    if "ids" in image_filter:
+        images = images.filter(pk__in=image_filter["ids"])
+    return images.order_by("id")
 
 
 def run_progress(run: GenerationRun) -> dict[str, Any]:
@@ -62,8 +128,6 @@ def prefill_report(image_ids: list[int]) -> dict[int, dict[str, int]]:
     """Per image: ``prefilled`` (semi masks proposed by the model), ``kept`` (accepted exactly as
     proposed), ``fixed`` (accepted after its segmentation was edited), ``rejected``, ``pending``
     (still proposed) and ``added`` (masks the annotators drew themselves, not rejected)."""
-    from annotator.stages.services import segmentation_sha1
-
     report: dict[int, dict[str, int]] = {
         image_id: dict.fromkeys(("prefilled", "kept", "fixed", "rejected", "pending", "added"), 0)
         for image_id in image_ids

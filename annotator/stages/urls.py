@@ -2,16 +2,17 @@
 
 from django.urls import path
 
+from annotator import params  # noqa: F401 - registers the <id:...> converter
 from annotator.stages import api
 
 urlpatterns = [
-    path("projects/<int:pk>/stage", api.ProjectStage.as_view(), name="project-stage"),
-    path("projects/<int:pk>/generation-runs/", api.GenerationRunList.as_view(), name="generation-run-list"),
-    path("generation-runs/<int:pk>/", api.GenerationRunDetail.as_view(), name="generation-run-detail"),
-    path("generation-runs/<int:pk>/cancel", api.GenerationRunCancel.as_view(), name="generation-run-cancel"),
-    path("generation-runs/<int:pk>/resume", api.GenerationRunResume.as_view(), name="generation-run-resume"),
+    path("projects/<id:pk>/stage", api.ProjectStage.as_view(), name="project-stage"),
+    path("projects/<id:pk>/generation-runs/", api.GenerationRunList.as_view(), name="generation-run-list"),
+    path("generation-runs/<id:pk>/", api.GenerationRunDetail.as_view(), name="generation-run-detail"),
+    path("generation-runs/<id:pk>/cancel", api.GenerationRunCancel.as_view(), name="generation-run-cancel"),
+    path("generation-runs/<id:pk>/resume", api.GenerationRunResume.as_view(), name="generation-run-resume"),
     path(
-        "projects/<int:pk>/prefill-report/", api.ProjectPrefillReport.as_view(), name="project-prefill-report"
+        "projects/<id:pk>/prefill-report/", api.ProjectPrefillReport.as_view(), name="project-prefill-report"
     ),
-    path("images/<int:pk>/prefill-report", api.ImagePrefillReport.as_view(), name="image-prefill-report"),
+    path("images/<id:pk>/prefill-report", api.ImagePrefillReport.as_view(), name="image-prefill-report"),
 ]

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 
-from annotator.images.models import Embedding, Image
+from annotator.images.embeddings import load_stored
+from annotator.images.models import Image
 from annotator.masks.models import Mask
 from annotator.training.models import ModelVersion
 from engine.labels import classic_features, embedding_features
@@ -52,24 +53,14 @@ def image_features(image: Image, model_version: ModelVersion | None) -> ImageFea
 
 
 def stored_embedding_features(image: Image, model_version: ModelVersion) -> ImageFeatures | None:
-    from engine.embeddings import load_embedding
     from engine.transforms import preprocess_shape
 
-    row = Embedding.objects.filter(image_id=image.pk, model_version_id=model_version.pk).first()
-    if row is None:
+    stored = load_stored(image, model_version)
+    if stored is None:
         return None
-    try:
-        with row.file.open("rb") as fileobj:
-            embedding = load_embedding(fileobj)[0].numpy()
-    except (OSError, ValueError) as exc:
-        log.warning("embedding %s of image %s is unreadable for label features: %s", row.pk, image.pk, exc)
-        return None
+    embedding = stored.tensor[0].numpy()
     img_size = 16 * embedding.shape[-1]  # every SAM family: 16-pixel patches over a square frame
-    input_size = (
-        tuple(int(v) for v in row.input_size)
-        if row.input_size
-        else preprocess_shape(int(image.height), int(image.width), img_size)
-    )
+    input_size = stored.input_size or preprocess_shape(int(image.height), int(image.width), img_size)
     return ImageFeatures(embedding=embedding, input_size=input_size, img_size=img_size)
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from django.db import models
 
+from annotator.training.models import ModelStatus
 
-class HeadStatus(models.TextChoices):
-    CANDIDATE = "candidate", "Candidate"
-    ACTIVE = "active", "Active"
-    RETIRED = "retired", "Retired"
+# A head is gated, promoted and retired like a model version, with the same states.
+HeadStatus = ModelStatus
 
 
 class HeadTrigger(models.TextChoices):

@@ -53,3 +53,40 @@ def kept_rates(project: Project) -> dict[str, Any]:
             for r in by_version
         ],
     }
+
+
+def dashboard_section(project: Project) -> dict[str, Any]:
+    """The dashboard's label-suggestion section: the active head's val metrics (top-1/top-3, per
+    label, confusion), recent heads, and the kept-suggestion rate by model version as a chart."""
+    from annotator.annotation import charts
+    from annotator.training.models import ModelVersion
+
+    summary = head_summary(project)
+    kept = kept_rates(project)
+    names = dict(
+        ModelVersion.objects.filter(
+            pk__in=[r["model_version"] for r in kept["by_model_version"] if r["model_version"]]
+        ).values_list("pk", "name")
+    )
+    rows = [
+        (
+            names.get(r["model_version"])
+            or (f"version #{r['model_version']}" if r["model_version"] else "classic"),
+            round(100 * r["kept"] / r["suggested"], 1) if r["suggested"] else None,
+        )
+        for r in kept["by_model_version"]
+    ]
+    return {
+        **summary,
+        "kept": kept,
+        "kept_chart": charts.bar_chart(rows, title="Suggested labels kept, by model version", unit=" %"),
+        "accuracy_chart": charts.bar_chart(
+            [
+                (f"head #{h['id']} ({h['status']})", round(100 * h["metrics"]["top1"], 1))
+                for h in reversed(summary["heads"])
+                if h["metrics"].get("top1") is not None
+            ],
+            title="Label head: val top-1 accuracy",
+            unit=" %",
+        ),
+    }

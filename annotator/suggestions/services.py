@@ -8,6 +8,7 @@ on ``val`` images, and becomes active only when it is at least as good there as 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -43,14 +44,14 @@ def feature_version(project: Project) -> ModelVersion | None:
     from annotator.training.services import model_version_for
 
     version = model_version_for(project)
-    encoder_id = getattr(version, "encoder_id", None)
-    if version is not None and encoder_id and encoder_id != version.pk:
-        return ModelVersion.objects.get(pk=encoder_id)
+    if version is not None and version.embedding_version_id != version.pk:
+        return ModelVersion.objects.get(pk=version.embedding_version_id)
     return version
 
 
 def feature_source_id(version: ModelVersion | None) -> int | None:
-    return None if version is None else version.pk
+    """The id heads are stored under: the version whose encoder made the embeddings."""
+    return None if version is None else version.embedding_version_id
 
 
 # ---- training -----------------------------------------------------------------------------------
@@ -101,6 +102,7 @@ def train_head(
     metrics["train_masks"] = len(train.labels)
     active = active_head_row(project, version)
     promote_now, reason = gate(metrics, active, val)
+    metrics["passes_gate"] = promote_now
     with transaction.atomic():
         row = LabelHeadVersion.objects.create(
             project=project,
@@ -143,22 +145,37 @@ def activate(row: LabelHeadVersion) -> None:
     ).exclude(pk=row.pk).update(status=HeadStatus.RETIRED)
     LabelHeadVersion.objects.filter(pk=row.pk).update(status=HeadStatus.ACTIVE)
     row.status = HeadStatus.ACTIVE
+    with _heads_lock:  # this process uses it at once; others within the memo's few seconds
+        _active.clear()
 
 
-def heads_for_run(training_run: Any) -> None:
-    """Train the head alongside a model training run; it is promoted with the model version (the
-    training run promotes by calling :func:`promote_with_version`)."""
+def heads_for_run(training_run: Any) -> LabelHeadVersion | None:
+    """Train the head alongside a model training run, as a candidate: it goes live with the run's
+    model version (:func:`version_activated`), and only if it also passes its own gate."""
     try:
-        train_head(training_run.project, HeadTrigger.TRAINING_RUN, training_run=training_run, promote=False)
+        return train_head(
+            training_run.project, HeadTrigger.TRAINING_RUN, training_run=training_run, promote=False
+        )
     except LabelHeadError as exc:
         log.info("training run %s: no label head (%s)", training_run.pk, exc)
+        return None
 
 
-def promote_with_version(training_run: Any) -> None:
-    """The model version of ``training_run`` was promoted: its head goes live with it."""
-    row = LabelHeadVersion.objects.filter(training_run=training_run).first()
-    if row is not None:
-        activate(row)
+def version_activated(project: Project, version: ModelVersion, gated: bool) -> None:
+    """``version`` became the project's active model: the head trained in the run that made it goes
+    live with it (a gated promotion also needs the head's own gate; a manager's promotion or a
+    rollback takes the version's head as it is)."""
+    row = (
+        LabelHeadVersion.objects.filter(project=project, training_run__result_version=version)
+        .defer("data")
+        .order_by("-id")
+        .first()
+    )
+    if row is None or row.status == HeadStatus.ACTIVE:
+        return
+    if gated and not row.metrics.get("passes_gate", False):
+        return
+    activate(row)
 
 
 def note_labelled_masks(project: Project) -> bool:
@@ -224,12 +241,16 @@ def load_head(row: LabelHeadVersion) -> LabelHead:
 def head_for(project: Project, version: ModelVersion | None) -> LabelHead:
     row = active_head_row(project, version)
     if row is None:
-        need = settings.MASKMILL_LABEL_MIN_MASKS_PER_LABEL
-        raise SuggestionsUnavailable(
-            f"no label suggestions yet: they are learned from accepted, labelled masks (at least 2 labels "
-            f"with {need} masks each in train-split images), then trained from the dashboard or automatically"
-        )
+        raise SuggestionsUnavailable(no_head_reason())
     return load_head(row)
+
+
+def no_head_reason() -> str:
+    need = settings.MASKMILL_LABEL_MIN_MASKS_PER_LABEL
+    return (
+        f"no label suggestions yet: they are learned from accepted, labelled masks (at least 2 labels "
+        f"with {need} masks each in train-split images), then trained from the dashboard or automatically"
+    )
 
 
 def suggest(
@@ -241,3 +262,107 @@ def suggest(
         else {"unknown": True, "labels": []}
         for mask in masks
     ]
+
+
+# ---- suggestions for a click's answer -------------------------------------------------------------
+
+_active: dict[tuple[int, int | None], tuple[float, LabelHeadVersion | None, dict[int, str]]] = {}
+
+
+def cached_head(project: Project, version: ModelVersion | None) -> tuple[LabelHead, dict[int, str]]:
+    """The active head and the project's current labels with no query on most clicks: both are read
+    again after the model-version memo's few seconds (``training.services.VERSION_MEMO_SECONDS``),
+    so a newly promoted head or a renamed label counts within them. ``prepare`` warms it."""
+    import time
+
+    from annotator.training import services as training
+
+    key = (project.pk, feature_source_id(version))
+    now = time.monotonic()
+    with _heads_lock:
+        hit = _active.get(key)
+    if hit is None or now - hit[0] > training.VERSION_MEMO_SECONDS:
+        row = active_head_row(project, version)
+        labels = current_labels(project) if row is not None else {}
+        with _heads_lock:
+            if len(_active) > 256:
+                _active.clear()
+            _active[key] = (now, row, labels)
+    else:
+        row, labels = hit[1], hit[2]
+    if row is None:
+        raise SuggestionsUnavailable(no_head_reason())
+    return load_head(row), labels
+
+
+def warm_suggestions(project: Project, version: ModelVersion | None) -> None:
+    """Look the head up before the first click (the image is being prepared anyway)."""
+    with contextlib.suppress(SuggestionsUnavailable):
+        cached_head(project, version)
+
+
+def forget_heads() -> None:
+    with _heads_lock:
+        _heads.clear()
+        _active.clear()
+
+
+def embedding_of(model: Any, state: Any) -> np.ndarray:
+    """The (C, h, w) image embedding held by a decode state; a prepared state holds it with the
+    model's no-mask embedding added (the decoder's first step), which is taken off again."""
+    if state.features is not None:
+        return state.features[0].detach().float().cpu().numpy()
+    tokens = state.prepared.tokens[0] - model.prompt_encoder.no_mask_embed.weight
+    h, w = state.prepared.grid
+    return tokens.detach().float().cpu().numpy().T.reshape(-1, h, w)
+
+
+def answer_suggestions(
+    project: Project,
+    model_version: ModelVersion | None,
+    *,
+    model: Any = None,
+    state: Any = None,
+    low_res: np.ndarray | None = None,
+    masks: np.ndarray | None = None,
+    pixels: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Top-3 label suggestions for each mask of a predict answer: from the decode state's embedding
+    and the low-res logits for SAM-family models (no upsampling needed), from the pixels and the
+    masks for the classic segmenter. ``{"suggestions_unavailable": reason}`` when there is no head."""
+    try:
+        head, labels = cached_head(project, model_version)
+    except SuggestionsUnavailable as exc:
+        return {"suggestions_unavailable": str(exc)}
+    if model_version is None:
+        if pixels is None or masks is None:
+            return {"suggestions_unavailable": "the image's pixels are not at hand"}
+        source, shapes = ImageFeatures(pixels=pixels), list(masks)
+    else:
+        img_size = int(model.image_encoder.img_size)
+        in_h, in_w = state.input_size
+        grid = np.asarray(low_res).shape[-1]
+        rows, cols = -(-in_h * grid // img_size), -(-in_w * grid // img_size)
+        shapes = [m[:rows, :cols] > 0 for m in np.asarray(low_res).reshape(-1, grid, grid)]
+        source = ImageFeatures(
+            embedding=embedding_of(model, state), input_size=(in_h, in_w), img_size=img_size
+        )
+    if head.kind != ("classic" if model_version is None else "embedding"):
+        return {"suggestions_unavailable": "the label head was trained for another model; retrain it"}
+    return {"suggestions": suggest(head, source, shapes, labels)}
+
+
+def suggestions_for_masks(image: Any, masks: list[np.ndarray]) -> dict[str, Any]:
+    """Suggestions for full-size masks of an image, read from storage (the stored embedding, or the
+    image's pixels): for callers outside the click path (the Label Studio backend)."""
+    from annotator.suggestions.features import image_features
+
+    version = feature_version(image.project)
+    try:
+        head, labels = cached_head(image.project, version)
+    except SuggestionsUnavailable as exc:
+        return {"suggestions_unavailable": str(exc)}
+    source = image_features(image, version)
+    if source is None:
+        return {"suggestions_unavailable": "the image's embedding is not stored yet"}
+    return {"suggestions": suggest(head, source, masks, labels)}

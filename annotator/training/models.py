@@ -41,8 +41,18 @@ class ModelVersion(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
+    # The version whose image encoder this one runs: its parent's (or further up) when training
+    # changed only the decoder, so stored embeddings are looked up by it and stay valid. Null: its own.
+    encoder = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="decoder_versions"
+    )
+    # The project whose training run made it (null: registered by hand or from the settings).
+    project = models.ForeignKey(
+        "projects.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions"
+    )
     metrics = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE)
+    status_reason = models.TextField(blank=True, help_text="why it is (or is not) active")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -62,6 +72,11 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"{self.family} #{self.pk}"
+
+    @property
+    def embedding_version_id(self) -> int | None:
+        """The version stored embeddings of this one are filed under: its encoder's owner."""
+        return self.encoder_id or self.pk
 
 
 class TrainingTrigger(models.TextChoices):
@@ -84,6 +99,12 @@ class TrainingRun(models.Model):
     metrics = models.JSONField(default=dict, blank=True)
     log = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    reason = models.TextField(blank=True, help_text="the outcome in words: promoted, kept as candidate, why")
+    progress = models.FloatField(default=0.0)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="starts, counting restarts after a lost worker"
+    )
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     masks_since = models.DateTimeField(null=True, blank=True, help_text="accepted masks after this went in")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -99,5 +120,40 @@ class TrainingRun(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(trigger__in=TrainingTrigger.values), name="trainingrun_trigger_valid"
+            ),
+            # One run per project at a time, held by the database whatever asks at once.
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=models.Q(status__in=["pending", "running"]),
+                name="trainingrun_one_open_per_project",
+            ),
+        ]
+
+
+class PromotionKind(models.TextChoices):
+    GATED = "gated", "Promoted by its evaluation"
+    MANUAL = "manual", "Promoted by hand"
+    ROLLBACK = "rollback", "Rolled back"
+
+
+class ModelPromotion(models.Model):
+    """Each change of a project's active version, so a rollback knows where to go back to and the
+    page shows who changed what."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="promotions")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="promotions")
+    previous = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=16, choices=PromotionKind.choices)
+    reason = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=PromotionKind.values), name="modelpromotion_kind_valid"
             ),
         ]

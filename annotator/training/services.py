@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,17 +159,35 @@ def predictor_for(model_version: ModelVersion) -> Any:
             log.info(
                 "loading model version %s (%s, encoder %s)", model_version.pk, model_version.family, precision
             )
-            model = build_sam(
-                model_version.family,
-                checkpoint=checkpoint_path(model_version),
-                config=model_version.config or None,
-            )
+            checkpoint = checkpoint_path(model_version)
+            with seeded_for(model_version, active=checkpoint is None):
+                model = build_sam(
+                    model_version.family, checkpoint=checkpoint, config=model_version.config or None
+                )
             model.to(model_device()).eval()
             if precision != "fp32":
                 with_precision(model, precision)
             _predictors.clear()
             predictor = _predictors[model_version.pk] = Predictor(model)
         return predictor
+
+
+@contextlib.contextmanager
+def seeded_for(model_version: ModelVersion, active: bool = True) -> Iterator[None]:
+    """Inside: torch's CPU generator seeded from the version's identity (its key), the caller's
+    generator restored after. A version with no checkpoint (``custom`` sizes to be trained) gets
+    random weights; seeded this way they are the same in every process, so embeddings computed by
+    one worker are decoded by the same model in another."""
+    if not active:
+        yield
+        return
+    import torch
+
+    seed = int((model_version.key or model_key(model_version.family, "", model_version.config))[:15], 16)
+    log.warning("model version %s has no checkpoint: random weights seeded from its key", model_version.pk)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def model_device() -> str:

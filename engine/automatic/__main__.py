@@ -82,7 +82,7 @@ def load_model(args: argparse.Namespace):
     if not args.checkpoint:
         raise SystemExit(
             "error: automatic generation needs a model checkpoint: pass --checkpoint PATH "
-            "(official SAM .pth files work as they are; see engine.checkpoints to download one)"
+            "(official SAM .pth files work as they are; see engine.checkpoint_download to download one)"
         )
     if not Path(args.checkpoint).is_file():
         raise SystemExit(f"error: checkpoint {args.checkpoint} does not exist")

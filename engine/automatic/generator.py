@@ -25,120 +25,42 @@ full resolution before it filters, and computes the stability score there. Here:
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from itertools import product
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.automatic.amg import (
+    Candidates,
+    Survivors,
+    boxes_near_crop_edge,
+    build_all_layer_point_grids,
+    generate_crop_boxes,
+    select,
+)
 from engine.automatic.decoding import decode_points
-from engine.automatic.upsampling import axis_plan, threshold_stats, upsample_to_model_frame
+from engine.automatic.records import clean_small_regions, to_records
+from engine.automatic.upsampling import axis_plan, threshold_stats, truncated_plan, upsample_to_model_frame
+from engine.embeddings import check_embedding
 from engine.masks import (
     RLE,
     batched_nms,
-    box_xyxy_to_xywh,
-    decode_rle,
-    encode_rle,
     encode_rle_batch,
     mask_areas,
     masks_to_boxes,
-    remove_small_regions,
-    rle_to_uncompressed,
     stability_score,
     uncrop_rle,
 )
 from engine.transforms import ResizeLongestSide, preprocess_shape
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-
-
-def build_point_grid(n_per_side: int) -> np.ndarray:
-    """n² points evenly spaced in [0, 1]², at the centres of an n x n grid of cells, row-major."""
-    offset = 1 / (2 * n_per_side)
-    side = np.linspace(offset, 1 - offset, n_per_side)
-    xs, ys = np.meshgrid(side, side)
-    return np.stack([xs, ys], axis=-1).reshape(-1, 2)
-
-
-def build_all_layer_point_grids(n_per_side: int, n_layers: int, scale_per_layer: int) -> list[np.ndarray]:
-    """One grid per crop layer, ``scale_per_layer`` times sparser per side at each deeper layer."""
-    return [build_point_grid(int(n_per_side / (scale_per_layer**i))) for i in range(n_layers + 1)]
-
-
-def generate_crop_boxes(
-    image_size: tuple[int, int], n_layers: int, overlap_ratio: float
-) -> tuple[list[list[int]], list[int]]:
-    """XYXY crop boxes: the whole image, then per layer i a 2^(i+1) x 2^(i+1) grid of crops that
-    overlap by ``overlap_ratio`` of the short side (scaled down with depth)."""
-    height, width = image_size
-    short_side = min(height, width)
-    boxes, layers = [[0, 0, width, height]], [0]
-    for layer in range(n_layers):
-        per_side = 2 ** (layer + 1)
-        overlap = int(overlap_ratio * short_side * (2 / per_side))
-        crop_w = math.ceil((overlap * (per_side - 1) + width) / per_side)
-        crop_h = math.ceil((overlap * (per_side - 1) + height) / per_side)
-        x0s = [int((crop_w - overlap) * i) for i in range(per_side)]
-        y0s = [int((crop_h - overlap) * i) for i in range(per_side)]
-        for x0, y0 in product(x0s, y0s):
-            boxes.append([x0, y0, min(x0 + crop_w, width), min(y0 + crop_h, height)])
-            layers.append(layer + 1)
-    return boxes, layers
-
-
-def boxes_near_crop_edge(
-    boxes: torch.Tensor, crop_box: Sequence[int], image_box: Sequence[int], atol: float = 20.0
-) -> torch.Tensor:
-    """True for (crop-frame XYXY) boxes within ``atol`` px of an edge of the crop that is not also
-    an edge of the image: such masks are probably cut by the crop."""
-    offset = torch.tensor([crop_box[0], crop_box[1], crop_box[0], crop_box[1]], device=boxes.device)
-    boxes = (boxes + offset).float()
-    crop = torch.as_tensor(crop_box, dtype=torch.float, device=boxes.device)
-    image = torch.as_tensor(image_box, dtype=torch.float, device=boxes.device)
-    near_crop = torch.isclose(boxes, crop[None], atol=atol, rtol=0)
-    near_image = torch.isclose(boxes, image[None], atol=atol, rtol=0)
-    return (near_crop & ~near_image).any(dim=1)
-
-
-@dataclass
-class _Candidates:
-    """Masks that survived filtering, as RLE in their crop's frame plus their numbers."""
-
-    rles: list[RLE] = field(default_factory=list)
-    boxes: list[torch.Tensor] = field(default_factory=list)  # XYXY int64, crop frame
-    areas: list[torch.Tensor] = field(default_factory=list)
-    iou_preds: list[torch.Tensor] = field(default_factory=list)
-    stability: list[torch.Tensor] = field(default_factory=list)
-    points: list[torch.Tensor] = field(default_factory=list)  # float64, crop frame
-
-    def add(self, rles, boxes, areas, iou_preds, stability, points) -> None:
-        self.rles += rles
-        self.boxes.append(boxes)
-        self.areas.append(areas)
-        self.iou_preds.append(iou_preds)
-        self.stability.append(stability)
-        self.points.append(points)
-
-    def stacked(self) -> dict[str, Any]:
-        def cat(parts: list[torch.Tensor], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-            return torch.cat(parts) if parts else torch.zeros(shape, dtype=dtype)
-
-        return {
-            "rles": self.rles,
-            "boxes": cat(self.boxes, (0, 4), torch.int64),
-            "areas": cat(self.areas, (0,), torch.int64),
-            "iou_preds": cat(self.iou_preds, (0,), torch.float32),
-            "stability": cat(self.stability, (0,), torch.float32),
-            "points": cat(self.points, (0, 2), torch.float64),
-        }
 
 
 @dataclass(frozen=True)
@@ -156,64 +78,6 @@ class _Crop:
         return [0, 0, self.image_size[1], self.image_size[0]]
 
 
-class _Survivors:
-    """Candidates of one crop that passed the filters (deferred path): their boxes, scores and
-    points, and where their low-res logits come from. A batch's logits are kept while all kept
-    logits fit in ``budget`` bytes; past it a batch keeps only its row numbers and is decoded
-    again when its masks are built, so memory stays bounded however many candidates survive."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.stored_bytes = 0
-        self._stored: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        self._dropped: set[int] = set()
-        self.batch: list[int] = []
-        self.row: list[int] = []
-        self.boxes: list[torch.Tensor] = []
-        self.iou_preds: list[torch.Tensor] = []
-        self.points: list[torch.Tensor] = []
-
-    def add(self, batch: int, rows: torch.Tensor, low_res: torch.Tensor, boxes, iou_preds, points) -> None:
-        if rows.numel() == 0:
-            return
-        size = low_res.numel() * low_res.element_size()
-        if batch not in self._dropped and self.stored_bytes + size <= self.budget:
-            self._stored.setdefault(batch, []).append((rows, low_res))
-            self.stored_bytes += size
-        elif batch not in self._dropped:
-            self._dropped.add(batch)
-            for _, parts in self._stored.pop(batch, []):
-                self.stored_bytes -= parts.numel() * parts.element_size()
-        self.batch += [batch] * rows.numel()
-        self.row += rows.tolist()
-        self.boxes.append(boxes.cpu())
-        self.iou_preds.append(iou_preds.float().cpu())
-        self.points.append(points.cpu())
-
-    def stacked(self) -> dict[str, Any]:
-        def cat(parts: list[torch.Tensor], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-            return torch.cat(parts) if parts else torch.zeros(shape, dtype=dtype)
-
-        return {
-            "batch": self.batch,
-            "row": self.row,
-            "boxes": cat(self.boxes, (0, 4), torch.int64),
-            "iou_preds": cat(self.iou_preds, (0,), torch.float32),
-            "points": cat(self.points, (0, 2), torch.float64),
-        }
-
-    def logits(self, batch: int, rows: list[int], decode_again) -> torch.Tensor:
-        """Low-res logits of ``rows`` of ``batch``, stored or from ``decode_again()`` (which gives
-        the batch's candidates as ``MaskGenerator._decode`` does); the stored ones are released."""
-        parts = self._stored.pop(batch, None)
-        if parts is None:
-            return decode_again()[0][torch.as_tensor(rows)]
-        self.stored_bytes -= sum(p.numel() * p.element_size() for _, p in parts)
-        stored_rows = torch.cat([r for r, _ in parts]).cpu()
-        stored = torch.cat([p for _, p in parts])
-        return stored[torch.searchsorted(stored_rows, torch.as_tensor(rows)).to(stored.device)]
-
-
 class MaskGenerator:
     """segment_anything's ``SamAutomaticMaskGenerator`` (same parameters, defaults and records),
     faster. ``model`` is any module with the official ``Sam`` interface (``engine.sam.build_sam``
@@ -222,8 +86,11 @@ class MaskGenerator:
     Keyword-only tuning, none of which changes the records: ``max_chunk_bytes`` bounds the
     full-resolution logits built at once; crops of at least ``model_frame_stats_from`` times the
     model input's area are judged on the model frame and upsampled only after NMS (about where
-    that is faster on CPU); ``max_stored_logits_bytes`` bounds the low-res logits such a crop's
-    survivors keep while they wait for NMS."""
+    that is faster on CPU); a crop the model sees at its own size with at least
+    ``low_res_stats_from`` pixels is judged on the low-res logits and only the masks that survive
+    NMS are upsampled (below it, where a full-resolution mask fits in cache, upsampling every
+    candidate is faster); ``max_stored_logits_bytes`` bounds the
+    low-res logits such a crop's survivors keep while they wait for NMS."""
 
     def __init__(
         self,
@@ -245,6 +112,7 @@ class MaskGenerator:
         max_chunk_bytes: int = 256 * 2**20,
         max_stored_logits_bytes: int = 256 * 2**20,
         model_frame_stats_from: float = 4.0,
+        low_res_stats_from: int = 2**18,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -286,6 +154,7 @@ class MaskGenerator:
         self.max_chunk_bytes = max_chunk_bytes
         self.max_stored_logits_bytes = max_stored_logits_bytes
         self.model_frame_stats_from = model_frame_stats_from
+        self.low_res_stats_from = low_res_stats_from
         self.timings: dict[str, float] = defaultdict(float)
 
     @property
@@ -304,7 +173,7 @@ class MaskGenerator:
         self.timings = defaultdict(float)
         image = _check_image(image)
         if embedding is not None:
-            embedding = self._check_embedding(embedding)
+            embedding = check_embedding(embedding, self.model)
         return self._records(self._generate_masks(image, embedding))
 
     @torch.no_grad()
@@ -324,25 +193,6 @@ class MaskGenerator:
                 yield pending.result()
 
     # --- stages ----------------------------------------------------------------------------------
-
-    def _check_embedding(self, embedding: torch.Tensor) -> torch.Tensor:
-        if not isinstance(embedding, torch.Tensor):
-            raise TypeError(f"embedding must be a torch.Tensor, got {type(embedding).__name__}")
-        if embedding.dim() == 3:
-            embedding = embedding[None]
-        expected = (
-            1,
-            self.model.mask_decoder.transformer_dim,
-            *self.model.prompt_encoder.image_embedding_size,
-        )
-        if tuple(embedding.shape) != expected:
-            raise ValueError(
-                f"embedding must be {' x '.join(map(str, expected))} for this model, "
-                f"got {tuple(embedding.shape)}"
-            )
-        if not embedding.is_floating_point():
-            raise ValueError(f"embedding must be floating point, got {embedding.dtype}")
-        return embedding.to(device=self.device, dtype=torch.float32)
 
     def _generate_masks(self, image: np.ndarray, embedding: torch.Tensor | None = None) -> dict[str, Any]:
         height, width = image.shape[:2]
@@ -369,7 +219,7 @@ class MaskGenerator:
                 torch.zeros(len(scores), dtype=torch.int64),
                 self.crop_nms_thresh,
             )
-            data = _select(data, keep)
+            data = select(data, keep)
             self.timings["nms"] += time.perf_counter() - start
         # Bring masks from crop frames into the image frame, only for those that were kept.
         start = time.perf_counter()
@@ -400,6 +250,8 @@ class MaskGenerator:
         crop = _Crop(features, input_size, crop_size, crop_box, image.shape[:2])
         if crop_size[0] * crop_size[1] >= self.model_frame_stats_from * input_size[0] * input_size[1]:
             data = self._crop_masks_deferred(crop, batches)
+        elif tuple(crop_size) == tuple(input_size) and crop_size[0] * crop_size[1] >= self.low_res_stats_from:
+            data = self._crop_masks_deferred(crop, batches, from_low_res=True)
         else:
             data = self._crop_masks_direct(crop, batches)
 
@@ -444,7 +296,7 @@ class MaskGenerator:
     def _crop_masks_direct(self, crop: _Crop, batches: list[np.ndarray]) -> dict[str, Any]:
         """Crops about the model's input size: each candidate's logits are upsampled (in chunks)
         to judge it, and the survivors kept as RLE until the crop's NMS."""
-        candidates = _Candidates()
+        candidates = Candidates()
         height, width = crop.size
         img_size = self.model.image_encoder.img_size
         bytes_per_mask = 4 * (img_size * img_size + 2 * height * width) + height * width
@@ -491,56 +343,73 @@ class MaskGenerator:
             torch.zeros(len(data["iou_preds"]), dtype=torch.int64),
             self.box_nms_thresh,
         )
-        data = _select(data, keep)
+        data = select(data, keep)
         self.timings["nms"] += time.perf_counter() - start
         return data
 
-    def _crop_masks_deferred(self, crop: _Crop, batches: list[np.ndarray]) -> dict[str, Any]:
-        """Crops well above the model's input size (large images, where a full-resolution mask
-        is megabytes): candidates are judged on the model frame (``engine.automatic.upsampling``),
-        survivors kept as their low-res logits, and only the masks that survive the crop's NMS
-        are upsampled, one batch at a time."""
-        rows_plan = axis_plan(crop.input_size[0], crop.size[0])
-        cols_plan = axis_plan(crop.input_size[1], crop.size[1])
+    def _crop_masks_deferred(
+        self, crop: _Crop, batches: list[np.ndarray], from_low_res: bool = False
+    ) -> dict[str, Any]:
+        """Candidates judged without their full-resolution masks, which are built (upsampled and
+        encoded) only for those that survive the crop's NMS, one batch at a time.
+
+        Crops well above the model's input size (large images, where a full-resolution mask is
+        megabytes): stability, area and box come from the model frame by the last resize's
+        cells (``engine.automatic.upsampling``). Crops that the model sees at their own size
+        (``from_low_res``; the whole image, when it is at most the model's input size): from the
+        low-res logits by the first resize's cells, so nothing is upsampled for a candidate that
+        a filter or NMS drops. Survivors wait as low-res logits (``Survivors``)."""
+        img_size = self.model.image_encoder.img_size
+        if from_low_res:
+            side = self.model.prompt_encoder.mask_input_size[0]
+            rows_plan = truncated_plan(axis_plan(side, img_size), crop.size[0])
+            cols_plan = truncated_plan(axis_plan(side, img_size), crop.size[1])
+            frame_cells = (side + 2) ** 2
+        else:
+            rows_plan = axis_plan(crop.input_size[0], crop.size[0])
+            cols_plan = axis_plan(crop.input_size[1], crop.size[1])
+            frame_cells = (crop.input_size[0] + 2) * (crop.input_size[1] + 2)
         threshold = self.model.mask_threshold
         levels = (threshold - self.stability_score_offset, threshold, threshold + self.stability_score_offset)
-        img_size = self.model.image_encoder.img_size
-        frame_cells = (crop.input_size[0] + 2) * (crop.input_size[1] + 2)
-        chunk = max(1, self.max_chunk_bytes // (4 * img_size * img_size + 48 * frame_cells))
-        survivors = _Survivors(self.max_stored_logits_bytes)
+        upsampled = 0 if from_low_res else 4 * img_size * img_size
+        chunk = max(1, self.max_chunk_bytes // (upsampled + 48 * frame_cells))
+        survivors = Survivors(self.max_stored_logits_bytes)
         for batch, points in enumerate(batches):
             low_res, iou_preds, point_tensor = self._decode(crop, points)
             for begin in range(0, low_res.shape[0], chunk):
-                start = time.perf_counter()
-                frame = upsample_to_model_frame(low_res[begin : begin + chunk], img_size, crop.input_size)
-                self.timings["upsample"] += time.perf_counter() - start
+                if from_low_res:
+                    frame = low_res[begin : begin + chunk]
+                else:
+                    start = time.perf_counter()
+                    frame = upsample_to_model_frame(low_res[begin : begin + chunk], img_size, crop.input_size)
+                    self.timings["upsample"] += time.perf_counter() - start
 
                 start = time.perf_counter()
-                areas, boxes = threshold_stats(frame, rows_plan, cols_plan, levels, threshold)
+                counts, boxes = threshold_stats(frame, rows_plan, cols_plan, levels, threshold)
                 del frame
                 rows = torch.arange(begin, begin + boxes.shape[0], device=boxes.device)
+                # As segment_anything: int32 counts, their float32 ratio (NaN for empty masks).
+                stability = counts[:, 2].to(torch.int32) / counts[:, 0].to(torch.int32)
                 keep = ~boxes_near_crop_edge(boxes, crop.box, crop.image_box)
                 if self.stability_score_thresh > 0.0:
-                    keep &= areas[:, 2] / areas[:, 0] >= self.stability_score_thresh
+                    keep &= stability >= self.stability_score_thresh
                 rows = rows[keep]
                 survivors.add(
-                    batch, rows, low_res[rows], boxes[keep], iou_preds[rows], point_tensor[rows.cpu()]
-                )
+                    batch, rows, low_res[rows], boxes[keep], iou_preds[rows], point_tensor[rows.cpu()],
+                    counts[keep, 1], stability[keep],
+                )  # fmt: skip
                 self.timings["filter"] += time.perf_counter() - start
         data = self._crop_nms(survivors.stacked())
         return self._materialise(crop, batches, survivors, data)
 
     def _materialise(
-        self, crop: _Crop, batches: list[np.ndarray], survivors: _Survivors, data: dict[str, Any]
+        self, crop: _Crop, batches: list[np.ndarray], survivors: Survivors, data: dict[str, Any]
     ) -> dict[str, Any]:
-        """Full-resolution masks (as RLE), boxes, areas and stability scores for the kept
-        candidates, computed as the direct path does, batch by batch (a batch whose logits were
-        not stored is decoded again)."""
+        """Full-resolution masks (as RLE) for the kept candidates, batch by batch (a batch whose
+        logits were not stored is decoded again); their area, box and stability score were
+        already worked out without them."""
         kept = len(data["iou_preds"])
         rles: list[RLE | None] = [None] * kept
-        boxes = torch.zeros((kept, 4), dtype=torch.int64)
-        areas = torch.zeros(kept, dtype=torch.int64)
-        stability = torch.zeros(kept, dtype=torch.float32)
         height, width = crop.size
         img_size = self.model.image_encoder.img_size
         chunk = max(
@@ -555,29 +424,19 @@ class MaskGenerator:
             low_res = survivors.logits(batch, rows, partial(self._decode, crop, batches[batch]))
             for begin in range(0, len(positions), chunk):
                 start = time.perf_counter()
-                logits = self._upsample(low_res[begin : begin + chunk], crop.input_size, crop.size)
+                masks = self._upsample(low_res[begin : begin + chunk], crop.input_size, crop.size) > threshold
                 self.timings["upsample"] += time.perf_counter() - start
                 start = time.perf_counter()
-                where = torch.tensor(positions[begin : begin + chunk])
-                stability[where] = (
-                    stability_score(logits, threshold, self.stability_score_offset).float().cpu()
-                )
-                masks = logits > threshold
-                del logits
-                boxes[where] = masks_to_boxes(masks).cpu()
-                areas[where] = mask_areas(masks).cpu()
-                self.timings["filter"] += time.perf_counter() - start
-                start = time.perf_counter()
-                for i, rle in zip(where.tolist(), encode_rle_batch(masks)):
+                for i, rle in zip(positions[begin : begin + chunk], encode_rle_batch(masks)):
                     rles[i] = rle
                 del masks
                 self.timings["rle"] += time.perf_counter() - start
         return {
             "rles": rles,
-            "boxes": boxes,
-            "areas": areas,
+            "boxes": data["boxes"],
+            "areas": data["areas"],
             "iou_preds": data["iou_preds"],
-            "stability": stability,
+            "stability": data["stability"],
             "points": data["points"],
         }
 
@@ -596,67 +455,14 @@ class MaskGenerator:
     def _records(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         if self.min_mask_region_area > 0:
             start = time.perf_counter()
-            data = self._clean_small_regions(data)
+            data = clean_small_regions(
+                data, self.min_mask_region_area, max(self.box_nms_thresh, self.crop_nms_thresh)
+            )
             self.timings["small_regions"] += time.perf_counter() - start
         start = time.perf_counter()
-        if self.output_mode == "coco_rle":
-            segmentations = data["rles"]
-        elif self.output_mode == "binary_mask":
-            segmentations = [decode_rle(rle) for rle in data["rles"]]
-        else:
-            segmentations = [rle_to_uncompressed(rle) for rle in data["rles"]]
-        records = []
-        boxes = box_xyxy_to_xywh(data["boxes"]).tolist()
-        crop_boxes = box_xyxy_to_xywh(data["crop_boxes"]).tolist()
-        for i, segmentation in enumerate(segmentations):
-            records.append(
-                {
-                    "segmentation": segmentation,
-                    "area": int(data["areas"][i]),
-                    "bbox": boxes[i],
-                    "predicted_iou": float(data["iou_preds"][i]),
-                    "point_coords": [data["points"][i].tolist()],
-                    "stability_score": float(data["stability"][i]),
-                    "crop_box": crop_boxes[i],
-                }
-            )
+        records = to_records(data, self.output_mode)
         self.timings["records"] += time.perf_counter() - start
         return records
-
-    def _clean_small_regions(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Fill small holes, drop small islands, then NMS preferring masks that did not change."""
-        if not data["rles"]:
-            return data
-        unchanged = []
-        new_boxes = []
-        new_rles: list[RLE | None] = []
-        new_areas = []
-        for rle in data["rles"]:
-            mask = decode_rle(rle)
-            mask, holes_changed = remove_small_regions(mask, self.min_mask_region_area, "holes")
-            mask, islands_changed = remove_small_regions(mask, self.min_mask_region_area, "islands")
-            changed = holes_changed or islands_changed
-            unchanged.append(float(not changed))
-            tensor = torch.from_numpy(mask)[None]
-            new_boxes.append(masks_to_boxes(tensor)[0])
-            new_rles.append(encode_rle(mask) if changed else None)
-            new_areas.append(int(mask.sum()) if changed else None)
-        boxes = torch.stack(new_boxes)
-        scores = torch.tensor(unchanged)
-        keep = batched_nms(
-            boxes.float(), scores, torch.zeros(len(scores), dtype=torch.int64),
-            max(self.box_nms_thresh, self.crop_nms_thresh),
-        )  # fmt: skip
-        data = dict(data)
-        data["rles"] = list(data["rles"])
-        data["boxes"] = data["boxes"].clone()
-        data["areas"] = data["areas"].clone()
-        for i in keep.tolist():
-            if new_rles[i] is not None:
-                data["rles"][i] = new_rles[i]
-                data["boxes"][i] = boxes[i]
-                data["areas"][i] = new_areas[i]
-        return _select(data, keep)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -668,11 +474,3 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"image is empty: shape {image.shape}")
     return image
-
-
-def _select(data: dict[str, Any], keep: torch.Tensor) -> dict[str, Any]:
-    indices = keep.tolist()
-    out = {}
-    for key, value in data.items():
-        out[key] = value[keep] if isinstance(value, torch.Tensor) else [value[i] for i in indices]
-    return out

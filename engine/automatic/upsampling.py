@@ -69,12 +69,41 @@ def axis_plan(in_size: int, out_size: int) -> AxisPlan:
     )
 
 
+def truncated_plan(plan: AxisPlan, size: int) -> AxisPlan:
+    """The first ``size`` output indices of ``plan``: the resize followed by a crop, as the
+    unpadding after ``Sam.postprocess_masks``' first resize (low-res logits to the padded square
+    model frame, then the input's rows and columns)."""
+    if not 1 <= size <= plan.out_size:
+        raise ValueError(f"size must be in 1..{plan.out_size}, got {size}")
+    counts = (plan.starts + plan.counts).clamp(max=size) - plan.starts
+    return AxisPlan(
+        out_size=size,
+        starts=plan.starts.clamp(max=size),
+        counts=counts.clamp(min=0),
+        lambda0=plan.lambda0,
+        step=plan.step,
+    )
+
+
 def upsample_to_model_frame(
     low_res: torch.Tensor, img_size: int, input_size: tuple[int, int]
 ) -> torch.Tensor:
     """(N, h, w) low-resolution logits → (N, input_h, input_w): the first resize of
-    ``Sam.postprocess_masks`` (to the padded square model frame) and the unpadding."""
-    masks = F.interpolate(low_res[:, None], (img_size, img_size), mode="bilinear", align_corners=False)
+    ``Sam.postprocess_masks`` (to the padded square model frame) and the unpadding.
+
+    When the frame is a whole multiple r of the low-res side, only the low-res rows and columns
+    that the kept part reads are resized, by the same factor r (so torch's source positions and
+    weights are the same ones, bit for bit): the padding is never computed."""
+    side_h, side_w = low_res.shape[-2:]
+    if img_size % side_h == 0 and img_size % side_w == 0:
+        factor_h, factor_w = img_size // side_h, img_size // side_w
+        rows = min(side_h, -(-input_size[0] // factor_h) + 1)
+        cols = min(side_w, -(-input_size[1] // factor_w) + 1)
+        low_res = low_res[:, :rows, :cols]
+        size = (rows * factor_h, cols * factor_w)
+    else:
+        size = (img_size, img_size)
+    masks = F.interpolate(low_res[:, None], size, mode="bilinear", align_corners=False)
     return masks[:, 0, : input_size[0], : input_size[1]]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.sam.checkpoint import CheckpointError, load_into, read_state_dict
+from engine.sam.checkpoint_load import CheckpointError, load_into, read_state_dict
 from engine.sam.image_encoder import ImageEncoderViT
 from engine.sam.mask_decoder import MaskDecoder
 from engine.sam.prompt_encoder import PromptEncoder

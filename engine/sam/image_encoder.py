@@ -107,8 +107,9 @@ def banded_attention(
     q, k, v: (B, h·w, C) with q already scaled; rel_h (B, h, w, h) and rel_w (B, h, w, w) are the
     bias terms per key row and per key column. Each band of query rows gets its scores from one
     matmul and its bias added in place, so no (B, N, N) map or bias is ever materialised; for the
-    4096-token global layers this is ~2.5x faster than the full map (and than SDPA with the bias
-    as a float mask, which has to be materialised first), and uses a few MiB instead of ~1 GiB.
+    4096-token global layers this is faster than the full map (and than SDPA with the bias as a
+    float mask, which has to be materialised first) and uses a few MiB instead of a full score map
+    (figures: docs/performance.md).
     """
     batch, tokens, _ = q.shape
     _, h, w, _ = rel_h.shape

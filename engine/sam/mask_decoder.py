@@ -159,7 +159,10 @@ def upscale_and_project(upscaling: nn.Sequential, tokens: Tensor, hyper_in: Tens
 
 
 def _activate(activation: nn.Module, x: Tensor) -> Tensor:
-    """The activation, in place on ``x`` (a temporary) where that is the same function."""
+    """The activation, in place on ``x`` (a temporary) where that is the same function and no
+    gradient is recorded (backward needs the activation's input)."""
+    if torch.is_grad_enabled():
+        return activation(x)
     if type(activation) is nn.GELU and activation.approximate == "none":
         return torch.ops.aten.gelu_(x)
     if type(activation) is nn.ReLU:

@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from engine.sam.common import LayerNorm2d
+
 # MobileSAM's patch merging keeps the resolution for these output widths (the last stage of
 # TinyViT-5M/11M/21M), so that the encoder ends at 1/16 of the input like SAM's ViT.
 _STRIDE_ONE_MERGE_WIDTHS = (320, 448, 576)
@@ -338,20 +340,6 @@ class BasicLayer(nn.Module):
 
 def _run_block(block: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
     return checkpoint(block, x, use_reentrant=False) if use_checkpoint else block(x)
-
-
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of an NCHW map (SAM's neck norm, eps 1e-6)."""
-
-    def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(num_channels))
-        self.bias = nn.Parameter(torch.zeros(num_channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.layer_norm(_channels_last(x), (x.shape[1],), self.weight, self.bias, self.eps)
-        return _channels_first(y)
 
 
 class TinyViT(nn.Module):

@@ -112,7 +112,10 @@ class Attention(nn.Module):
         probs = torch.softmax(scores.add_(offset), dim=2).view(batch, heads * few, tokens).transpose(1, 2)
         if residual is None:
             return torch.bmm(probs, v_out)
-        if residual_owned and residual.shape[0] == batch and residual.is_contiguous():
+        # In place only without autograd: the backward of the earlier token→image attention
+        # needs ``residual`` (its values) as it was.
+        owned = residual_owned and not torch.is_grad_enabled()
+        if owned and residual.shape[0] == batch and residual.is_contiguous():
             return residual.baddbmm_(probs, v_out)  # no second (B, M, E) tensor
         return torch.baddbmm(residual, probs, v_out)
 

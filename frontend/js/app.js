@@ -2,21 +2,20 @@
 // controllers that change them (predict, pointer tools, mask editor, proposal review, label
 // picker) and the views that draw them, and routes keys and buttons to actions.
 // Configuration: the JSON blob the Django view renders with json_script (#maskmill-config):
-// {imageId, projectId, csrfToken, apiBase, labels, user, nextImageUrl, prevImageUrl,
+// {imageId, projectId, csrfToken, apiBase, labels, user, nextImageUrl, nextImageForm (POSTed), prevImageUrl,
 // secondsPerMaskHint, leaseSeconds}.
 
+import { Actions } from "./actions.js";
 import { ApiClient } from "./api.js";
-import { CanvasView } from "./canvas_view.js";
+import { CanvasView, sameLayers } from "./canvas_view.js";
 import { MaskEffort } from "./effort.js";
-import { zoomAt } from "./geometry.js";
-import { actionForEvent, helpRows } from "./keymap.js";
 import { LabelPicker } from "./label_picker.js";
 import { LeaseHeartbeat } from "./lease.js";
-import { MaskEditor } from "./mask_editor.js";
+import { MaskEditor, describeDraft } from "./mask_editor.js";
 import { renderMaskList } from "./mask_list_view.js";
 import { EMPTY_MASKS, applySaved, isSelectedProposal, labelById, maskRgb, openImage, proposalsLeft, reflectQueue,
   select, visibleMasks } from "./masks_state.js";
-import { $, csrfCookie, goToImage, kbd, loadImage, readConfig, safeStorage } from "./page.js";
+import { $, csrfCookie, goToImage, loadImage, readConfig, safeStorage } from "./page.js";
 import { DoublePress, Notices } from "./notices.js";
 import { bindPendingPanel, renderPendingPanel } from "./pending_panel.js";
 import { DRAFT_RGB, PointerTools } from "./pointer.js";
@@ -25,7 +24,8 @@ import { ProposalReview } from "./proposal_review.js";
 import { isProposal } from "./proposals.js";
 import { decodeRle, rleArea, rleBounds } from "./rle.js";
 import { SaveQueue } from "./save_queue.js";
-import { EMPTY_DRAFT, History, Store, currentDraftRle, cycleIndex, draftHasWork } from "./store.js";
+import { EMPTY_DRAFT, History, Store, currentDraftRle, draftHasWork } from "./store.js";
+import { SuggestionsController } from "./suggestions.js";
 import { testHooks } from "./test_hooks.js";
 
 class AnnotationPage {
@@ -35,7 +35,7 @@ class AnnotationPage {
     this.labels = config.labels ?? [];
     this.api = new ApiClient({ apiBase: config.apiBase, csrfToken: config.csrfToken || csrfCookie() });
     this.history = new History(EMPTY_DRAFT); // the mask being made: undoable
-    this.masks = new Store(EMPTY_MASKS); // the image's masks and the selection: not undoable
+    this.maskStore = new Store(EMPTY_MASKS); // the image's masks and the selection: not undoable
     this.effort = new MaskEffort(); // the current mask's time and clicks
     this.ready = false;
     this.leaving = false; // navigating away on purpose: no "unsaved work" prompt
@@ -57,15 +57,18 @@ class AnnotationPage {
       lock: navigator.locks ? (name, fn) => navigator.locks.request(name, fn) : null,
     });
     this.predictor = new PredictController({ api: this.api, imageId: this.imageId, history: this.history,
-      notices: this.notices, size: () => this.info, onPrompt: () => this.effort.click(), isReady: () => this.ready });
+      notices: this.notices, size: () => this.info, onPrompt: () => this.effort.click(), isReady: () => this.ready,
+      onAnswer: (answer) => this.suggestions.noteAnswer(answer) });
+    this.suggestions = new SuggestionsController(this);
     this.pointer = new PointerTools(this);
     this.picker = new LabelPicker({ labels: () => this.labels, focusCanvas: () => this.canvas.focus(),
       onPick: (labelId, target) => (target?.proposalKey ? this.review.accept(labelId, target.proposalKey)
         : this.editor.accept(labelId)) });
     this.review = new ProposalReview(this);
     this.editor = new MaskEditor(this);
+    this.actions = new Actions(this);
     this.history.subscribe(() => this.onDraftChange());
-    this.masks.subscribe(() => this.scheduleMasksRender());
+    this.maskStore.subscribe(() => this.scheduleMasksRender());
   }
 
   async start() {
@@ -86,9 +89,10 @@ class AnnotationPage {
     this.view.setImage(image, info.width, info.height);
     // Brush radius is in image pixels: start at a size that is usable on this image.
     this.pointer.setBrushRadius(Math.max(4, Math.round(Math.min(info.width, info.height) / 80)));
-    this.masks.set(openImage(records, this.queue.items, this.imageId, this.config.user?.username ?? null));
-    if (proposalsLeft(this.masks.state)) this.review.move(1); // review starts at once: A, X or M
+    this.maskStore.set(openImage(records, this.queue.items, this.imageId, this.config.user?.username ?? null));
+    if (proposalsLeft(this.maskStore.state)) this.review.move(1); // review starts at once: A, X or M
     this.renderMasks();
+    this.suggestions.loadForProposals();
     this.renderPending();
     this.ready = true;
     document.body.dataset.ready = "true";
@@ -103,6 +107,13 @@ class AnnotationPage {
       isVisible: () => document.visibilityState === "visible",
       onLost: (message) => this.notices.showLeaseLost(message),
     }).start();
+  }
+
+  /** The image's masks again from the server (after "find" proposed new ones). */
+  async reloadMasks() {
+    const records = await this.api.listMasks(this.imageId);
+    this.maskStore.set(openImage(records, this.queue.items, this.imageId, this.config.user?.username ?? null));
+    if (proposalsLeft(this.maskStore.state)) this.review.move(1);
   }
 
   // ---------------------------------------------------------------- decoding (cached by RLE object)
@@ -146,18 +157,11 @@ class AnnotationPage {
       this.editingKey = editingKey;
       this.scheduleMasksRender(); // the mask being edited is hidden from the stored layer
     }
-    const cand = d.candidates[d.candidateIndex];
-    const parts = [];
-    if (d.baseMask) parts.push(`editing mask #${d.baseMask.id ?? "(unsaved)"}`);
-    if (d.waiting) parts.push("waiting for the model…");
-    if (d.candidates.length > 1) parts.push(`candidate ${d.candidateIndex + 1}/${d.candidates.length} (Tab)`);
-    if (cand?.score != null && !d.edited) parts.push(`score ${cand.score.toFixed(3)}`);
-    if (d.edited) parts.push("edited with brush");
-    if (rle) parts.push(`${rleArea(rle)} px`);
-    $("draft-info").textContent = parts.length ? parts.join(" · ") : "No current mask: click on an object.";
+    $("draft-info").textContent = describeDraft(d);
     $("candidate-indicator").textContent = d.candidates.length ? `${d.candidateIndex + 1}/${d.candidates.length}` : "–";
     $("undo-button").disabled = !this.history.canUndo;
     $("redo-button").disabled = !this.history.canRedo;
+    this.suggestions?.render();
     this.tick();
   }
 
@@ -173,7 +177,7 @@ class AnnotationPage {
   }
 
   visibleMasks() {
-    return visibleMasks(this.masks.state, this.history.state.baseMask?.key ?? null);
+    return visibleMasks(this.maskStore.state, this.history.state.baseMask?.key ?? null);
   }
 
   /** Masks changed (often several steps in one handler): draw them once, after the handler. */
@@ -187,15 +191,17 @@ class AnnotationPage {
   }
 
   renderMasks() {
-    renderMaskList(this.masks.state, { labels: this.labels, me: this.config.user,
-      onSelect: (key) => this.select(key), onEdit: (key) => this.editor.editMask(key) });
+    renderMaskList(this.maskStore.state, { labels: this.labels, me: this.config.user,
+      onSelect: (key) => this.select(key), onEdit: (key) => this.editor.editMask(key),
+      suggestionsOf: (m) => this.suggestions.forMask(m) });
+    this.suggestions.render();
     this.refreshStoredOverlay();
   }
 
   /** The stored-mask layer: redrawn only when what it shows changed (a full-image repaint). */
   refreshStoredOverlay() {
     if (!this.info) return;
-    const { selectedKey } = this.masks.state;
+    const { selectedKey } = this.maskStore.state;
     const layers = this.visibleMasks().map((m, i) => ({
       mask: this.decode(m.segmentation),
       rgb: maskRgb(this.labels, m, i),
@@ -210,14 +216,14 @@ class AnnotationPage {
 
   /** Click in the list, Alt+click on the image: select a mask, or deselect it. */
   select(key) {
-    this.masks.update(select, key, { toggle: true });
-    if (isSelectedProposal(this.masks.state)) this.review.startClock();
+    this.maskStore.update(select, key, { toggle: true });
+    if (isSelectedProposal(this.maskStore.state)) this.review.startClock();
   }
 
   // ---------------------------------------------------------------- saves
   onSaved(op, data) {
     if (op.imageId !== this.imageId) return;
-    this.masks.update(applySaved, op, data);
+    this.maskStore.update(applySaved, op, data);
     const base = this.history.state.baseMask;
     if (op.kind !== "delete" && data && base && (base.localId === op.localId || base.id === data.id)) {
       this.history.patchWhere((s) => s.baseMask === base,
@@ -234,7 +240,7 @@ class AnnotationPage {
         window.location.reload();
       },
     });
-    this.masks.update(reflectQueue, items);
+    this.maskStore.update(reflectQueue, items);
   }
 
   // ---------------------------------------------------------------- actions
@@ -245,7 +251,7 @@ class AnnotationPage {
       this.notices.flash("Nothing to accept yet: click on an object first.");
       return;
     }
-    this.picker.open(target);
+    this.picker.open(target, this.suggestions.preferredLabel());
   }
 
   navigate(url, direction) {
@@ -256,99 +262,22 @@ class AnnotationPage {
     const working = draftHasWork(this.history.state);
     if (working && !this.confirm.confirmed(direction,
       `The current mask is not saved. Press again to go to the ${direction} image anyway.`)) return;
-    const left = proposalsLeft(this.masks.state);
+    const left = proposalsLeft(this.maskStore.state);
     if (left && !working && !this.confirm.confirmed(`${direction}:proposals`,
       `${left} proposal${left === 1 ? " is" : "s are"} not reviewed yet (A / X / M). ` +
       `Press again to go to the ${direction} image anyway.`)) return;
     this.leaving = true;
-    goToImage(url);
-  }
-
-  onKey(event) {
-    if (this.picker.isOpen) return this.picker.onKey(event);
-    if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement) return;
-    if (event.key === " ") {
-      this.pointer.holdSpace();
-      event.preventDefault();
-      return;
-    }
-    const action = actionForEvent(event);
-    if (!action) return;
-    if (!$("help-overlay").hidden && action !== "help" && action !== "cancel") return;
-    event.preventDefault();
-    this.run(action, event);
-  }
-
-  run(action, event = null) {
-    const d = this.history.state;
-    const { selectedKey } = this.masks.state;
-    const center = { x: this.view.cssWidth / 2, y: this.view.cssHeight / 2 };
-    const tools = this.pointer;
-    switch (action) {
-      case "accept":
-        // Enter on a selected proposal (no current mask): accept it as it is, choosing the label.
-        if (!draftHasWork(d) && !d.baseMask && isSelectedProposal(this.masks.state)) {
-          return this.openPicker({ proposalKey: selectedKey });
-        }
-        return this.openPicker();
-      case "pickLabel": return this.review.acceptWithLabelKey(event);
-      case "acceptProposal": return this.review.quickAccept();
-      case "nextProposal": return this.review.move(1);
-      case "prevProposal": return this.review.move(-1);
-      case "cycleNext":
-      case "cyclePrev":
-        if (d.candidates.length > 1) {
-          this.history.commit({ candidateIndex: cycleIndex(d.candidateIndex, d.candidates.length,
-            action === "cycleNext" ? 1 : -1), edited: null });
-        }
-        return;
-      case "undo": return this.history.undo();
-      case "redo": return this.history.redo();
-      case "cancel":
-        if (!$("help-overlay").hidden) return this.toggleHelp(false);
-        if (selectedKey) return this.select(selectedKey);
-        return this.editor.cancelDraft();
-      case "delete": return this.editor.deleteSelected();
-      case "reject": return this.review.rejectSelected();
-      case "editSelected":
-        if (selectedKey) this.editor.editMask(selectedKey);
-        else this.notices.flash("Select a mask in the list first.");
-        return;
-      case "toggleHidden": return this.toggleHidden();
-      case "toolPrompt": return tools.setTool("prompt");
-      case "toolScribble": return tools.setTool("scribble");
-      case "toolBrush": return tools.setTool("brush");
-      case "toolEraser": return tools.setTool("eraser");
-      case "brushSmaller": return tools.setBrushRadius(tools.brushRadius / 1.25);
-      case "brushLarger": return tools.setBrushRadius(tools.brushRadius * 1.25);
-      case "zoomIn": return this.view.setView(zoomAt(this.view.view, center, 1.25));
-      case "zoomOut": return this.view.setView(zoomAt(this.view.view, center, 0.8));
-      case "zoomFit": return this.view.fit();
-      case "nextImage": return this.navigate(this.config.nextImageUrl, "next");
-      case "prevImage": return this.navigate(this.config.prevImageUrl, "previous");
-      case "help": return this.toggleHelp();
-      default: return undefined;
-    }
-  }
-
-  toggleHidden() {
-    this.hidden = !this.hidden;
-    this.view.setHidden(this.hidden);
-    $("toggle-hidden").setAttribute("aria-pressed", String(this.hidden));
-  }
-
-  toggleHelp(show) {
-    const overlay = $("help-overlay");
-    overlay.hidden = show === undefined ? !overlay.hidden : !show;
+    goToImage(url, direction === "next" ? this.config.nextImageForm : null);
   }
 
   // ---------------------------------------------------------------- wiring
   bindDom() {
     this.pointer.bind();
     this.picker.bind();
+    this.suggestions.bindFind();
     bindPendingPanel(this.queue);
     this.notices.makeDismissable();
-    window.addEventListener("keydown", (e) => this.onKey(e));
+    window.addEventListener("keydown", (e) => this.actions.onKey(e));
     document.addEventListener("visibilitychange", () => {
       for (const effort of [this.effort, this.review.decision]) {
         if (document.hidden) effort.pause();
@@ -367,37 +296,17 @@ class AnnotationPage {
     });
     for (const button of document.querySelectorAll("[data-action]")) {
       button.addEventListener("click", () => {
-        this.run(button.dataset.action);
+        this.actions.run(button.dataset.action);
         if (!this.picker.isOpen) this.canvas.focus(); // keys go to the page, not to the clicked button
       });
     }
-    // A click on the dimmed backdrop closes the help.
-    $("help-overlay").addEventListener("click", (e) => e.target === e.currentTarget && this.toggleHelp(false));
-    const help = $("help-list");
-    for (const [keys, text] of helpRows()) {
-      const row = document.createElement("tr");
-      const k = document.createElement("td");
-      k.append(...keys.split(" / ").flatMap((part, i) => [i ? " / " : "", kbd(part)]));
-      const t = document.createElement("td");
-      t.textContent = text;
-      row.append(k, t);
-      help.append(row);
-    }
+    this.actions.bindHelp();
     $("nav-next").disabled = !this.config.nextImageUrl;
     $("nav-prev").disabled = !this.config.prevImageUrl;
     this.pointer.setTool("prompt");
     this.pointer.setBrushRadius(this.pointer.brushRadius);
     this.onDraftChange();
   }
-}
-
-/** Whether two stored-mask layer lists draw the same picture (masks decoded once per RLE). */
-function sameLayers(a, b) {
-  return a.length === b.length && a.every((x, i) => {
-    const y = b[i];
-    return x.mask === y.mask && x.selected === y.selected && x.proposed === y.proposed && x.bounds === y.bounds &&
-      x.rgb.join() === y.rgb.join();
-  });
 }
 
 async function main() {

@@ -315,3 +315,12 @@ function union(a, b) {
   if (!b) return a;
   return [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];
 }
+
+/** Whether two stored-mask layer lists draw the same picture (masks decoded once per RLE). */
+export function sameLayers(a, b) {
+  return a.length === b.length && a.every((x, i) => {
+    const y = b[i];
+    return x.mask === y.mask && x.selected === y.selected && x.proposed === y.proposed && x.bounds === y.bounds &&
+      x.rgb.join() === y.rgb.join();
+  });
+}

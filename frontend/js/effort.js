@@ -50,3 +50,8 @@ export class MaskEffort {
     return hintSeconds > 0 && this.started && this.seconds >= hintSeconds;
   }
 }
+
+/** Seconds (one decimal) and clicks of an effort, as saves send them. */
+export function effortFigures(effort) {
+  return { seconds: Math.round(effort.seconds * 10) / 10, clicks: effort.clicks };
+}

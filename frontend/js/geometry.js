@@ -115,3 +115,8 @@ export function dragDistance(a, b) {
 function clampScale(scale, minScale = MIN_SCALE, maxScale = MAX_SCALE) {
   return Math.min(Math.max(scale, minScale), maxScale);
 }
+
+/** Image coordinates as the page sends them: two decimals are finer than any prompt needs. */
+export function round2(v) {
+  return Math.round(v * 100) / 100;
+}

@@ -3,7 +3,8 @@
 
 export const KEY_BINDINGS = Object.freeze([
   { action: "accept", keys: ["Enter"],
-    help: "Accept the current mask (or, with none, the selected proposal): opens the label picker" },
+    help: "Accept the current mask (or, with none, the selected proposal) with the pre-selected suggested " +
+      "label; without a confident suggestion, opens the label picker" },
   { action: "pickLabel", keys: ["1", "2", "3", "4", "5", "6", "7", "8", "9"], display: "1 – 9",
     help: "In the label picker: choose that label and save (or type to search, ↑/↓, Enter). " +
       "On a selected proposal, or one being fixed: accept it with that label" },

@@ -50,7 +50,8 @@ export class LabelPicker {
     if (labelId != null) this.lastLabelId = labelId;
   }
 
-  open(target = null) {
+  /** Open for `target`; `preferredId` (the top label suggestion) is highlighted first, else the last used. */
+  open(target = null, preferredId = null) {
     this.target = target;
     const labels = this.labels();
     if (!labels.length) {
@@ -61,7 +62,8 @@ export class LabelPicker {
     $("label-picker").hidden = false;
     const search = $("label-search");
     search.value = "";
-    this.index = Math.max(0, labels.findIndex((l) => l.id === this.lastLabelId));
+    const first = labels.some((l) => l.id === preferredId) ? preferredId : this.lastLabelId;
+    this.index = Math.max(0, labels.findIndex((l) => l.id === first));
     this.render();
     search.focus();
   }

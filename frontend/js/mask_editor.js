@@ -3,11 +3,11 @@
 
 import { EMPTY_DRAFT, currentDraftRle, draftHasWork } from "./store.js";
 import { addMask, deleteMask, findMask, patchMask, selectedMask, select } from "./masks_state.js";
-import { MaskEffort } from "./effort.js";
+import { MaskEffort, effortFigures } from "./effort.js";
+import { round2 } from "./geometry.js";
 import { isProposal } from "./proposals.js";
-import { round2 } from "./predict.js";
-import { effortFigures } from "./proposal_review.js";
 import { maskBbox, rleArea } from "./rle.js";
+import { suggestionFields } from "./suggestions.js";
 
 /**
  * What accepting the draft saves: the shown mask (RLE, bbox, area), label, effort, the positive
@@ -32,6 +32,8 @@ export function saveBody(draft, labelId, effort, decode) {
   if (draft.baseMask && !body.point_coords.length) delete body.point_coords;
   const candidate = draft.candidates[draft.candidateIndex];
   if (candidate && !draft.edited && candidate.score != null) body.predicted_iou = candidate.score;
+  // The label the page pre-selected (kept or not: a data-engine metric).
+  if (candidate && !draft.edited) Object.assign(body, suggestionFields(candidate.suggestions));
   return body;
 }
 
@@ -39,6 +41,20 @@ export function saveBody(draft, labelId, effort, decode) {
 export function baseMaskOf(m) {
   return { id: m.id, localId: m.localId ?? null, key: m.key, version: m.version, rle: m.segmentation,
     label: m.label, source: m.source, status: m.status };
+}
+
+/** What the side bar says about the current mask. */
+export function describeDraft(d) {
+  const rle = currentDraftRle(d);
+  const cand = d.candidates[d.candidateIndex];
+  const parts = [];
+  if (d.baseMask) parts.push(`editing mask #${d.baseMask.id ?? "(unsaved)"}`);
+  if (d.waiting) parts.push("waiting for the model…");
+  if (d.candidates.length > 1) parts.push(`candidate ${d.candidateIndex + 1}/${d.candidates.length} (Tab)`);
+  if (cand?.score != null && !d.edited) parts.push(`score ${cand.score.toFixed(3)}`);
+  if (d.edited) parts.push("edited with brush");
+  if (rle) parts.push(`${rleArea(rle)} px`);
+  return parts.length ? parts.join(" · ") : "No current mask: click on an object.";
 }
 
 export function newLocalId() {
@@ -54,7 +70,7 @@ export class MaskEditor {
   /** Start the draft from a stored mask: brush it, or click to refine with it as the mask prompt. */
   editMask(key) {
     const page = this.page;
-    const m = findMask(page.masks.state, key);
+    const m = findMask(page.maskStore.state, key);
     if (!m) return;
     const proposal = isProposal(m);
     if (proposal) {
@@ -65,7 +81,7 @@ export class MaskEditor {
     }
     page.history.commit({ ...EMPTY_DRAFT, baseMask: baseMaskOf(m) });
     page.picker.remember(m.label);
-    page.masks.update(select, null);
+    page.maskStore.update(select, null);
     page.notices.flash(proposal
       ? `Fixing proposal #${m.id}: click to refine, E to erase, B to paint, then A (or Enter) to accept it.`
       : `Editing mask ${m.id ? "#" + m.id : "(unsaved)"}: click to refine, brush to fix, Enter to save.`);
@@ -81,13 +97,13 @@ export class MaskEditor {
       return;
     }
     if (d.baseMask) {
-      page.masks.update(patchMask, d.baseMask.key, { ...body, pending: true, opStatus: "pending" });
+      page.maskStore.update(patchMask, d.baseMask.key, { ...body, pending: true, opStatus: "pending" });
       page.queue.enqueue({ kind: "update", imageId: page.imageId, maskId: d.baseMask.id ?? undefined,
         localId: d.baseMask.id == null ? d.baseMask.localId : undefined, body: { ...body, version: d.baseMask.version } });
     } else {
       const localId = newLocalId();
       const create = { ...body, source: "manual" };
-      page.masks.update(addMask, { ...create, id: null, key: `local:${localId}`, localId, pending: true,
+      page.maskStore.update(addMask, { ...create, id: null, key: `local:${localId}`, localId, pending: true,
         opStatus: "pending", annotator_name: page.config.user?.username ?? null });
       page.queue.enqueue({ kind: "create", imageId: page.imageId, localId, body: create });
     }
@@ -114,7 +130,7 @@ export class MaskEditor {
   /** Del (twice): delete the selected mask; a proposal is rejected instead, a draft discarded. */
   deleteSelected() {
     const page = this.page;
-    const m = selectedMask(page.masks.state);
+    const m = selectedMask(page.maskStore.state);
     if (!m) {
       if (draftHasWork(page.history.state)) this.cancelDraft();
       else page.notices.flash("Select a mask in the list first (click it, or Alt+click it on the image).");
@@ -126,7 +142,7 @@ export class MaskEditor {
       return page.review.rejectSelected();
     }
     if (!page.confirm.confirmed("delete", `Press Del again to delete mask ${m.id ? "#" + m.id : "(unsaved)"}.`)) return;
-    page.masks.update(deleteMask, m.key);
+    page.maskStore.update(deleteMask, m.key);
     page.queue.enqueue({ kind: "delete", imageId: page.imageId, maskId: m.id ?? undefined,
       localId: m.id == null ? m.localId : undefined, version: m.version });
     page.notices.flash("Mask deleted");

@@ -5,12 +5,13 @@ import { labelById, listedMasks, maskRgb, proposalsLeft } from "./masks_state.js
 import { maskAuthor } from "./masklist.js";
 import { $, span } from "./page.js";
 import { isProposal } from "./proposals.js";
+import { keptText, suggestionText } from "./suggestions.js";
 
 /**
  * Draw the list. `labels`: the project's; `me`: the page's user (names their own masks);
  * `onSelect(key)` on click, `onEdit(key)` on double-click.
  */
-export function renderMaskList(state, { labels, me, onSelect, onEdit }) {
+export function renderMaskList(state, { labels, me, onSelect, onEdit, suggestionsOf = () => null }) {
   const list = $("mask-list");
   list.replaceChildren();
   const shown = listedMasks(state);
@@ -35,6 +36,11 @@ export function renderMaskList(state, { labels, me, onSelect, onEdit }) {
       span("mask-score", score, "mask-score"),
       span("mask-author", maskAuthor(m, me), "mask-author"));
     if (m.status && m.status !== "accepted") item.append(span(`badge status status-${m.status}`, m.status, "mask-status"));
+    const kept = keptText(m, (id) => labelById(labels, id)?.name);
+    if (kept) item.append(span(`badge suggestion ${m.label === m.suggested_label ? "kept" : "changed"}`, kept, "mask-suggestion"));
+    else if (isProposal(m) && suggestionsOf(m)?.labels?.length) {
+      item.append(span("mask-suggestion muted", `suggests ${suggestionText(suggestionsOf(m))}`, "mask-suggestion"));
+    }
     if (m.review_note) item.append(span("mask-note", `Review: ${m.review_note}`, "mask-note"));
     if (m.pending) item.append(span("badge pending", m.opStatus === "conflict" ? "conflict" : "saving…", "mask-pending"));
     item.addEventListener("click", () => onSelect(m.key));

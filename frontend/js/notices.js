@@ -6,8 +6,7 @@ import { $ } from "./page.js";
 export class Notices {
   constructor() {
     this.fallback = null; // the segmenter named in the fallback notice, once shown
-    this._flashTimer = null;
-    this._errorTimer = null;
+    this._timers = {};
   }
 
   setStatus(text) {
@@ -15,20 +14,22 @@ export class Notices {
     $("status").dataset.state = text;
   }
 
+  /** A short message that goes away by itself. */
   flash(text) {
-    const node = $("flash");
-    node.textContent = text;
-    node.hidden = false;
-    clearTimeout(this._flashTimer);
-    this._flashTimer = setTimeout(() => (node.hidden = true), 3500);
+    this._showFor("flash", text, 3500);
   }
 
+  /** Something went wrong: shown longer than a flash. */
   showError(text) {
-    const node = $("error-banner");
+    this._showFor("error-banner", text, 10000);
+  }
+
+  _showFor(testid, text, ms) {
+    const node = $(testid);
     node.textContent = text;
     node.hidden = false;
-    clearTimeout(this._errorTimer);
-    this._errorTimer = setTimeout(() => (node.hidden = true), 10000);
+    clearTimeout(this._timers[testid]);
+    this._timers[testid] = setTimeout(() => (node.hidden = true), ms);
   }
 
   showLeaseLost(text) {

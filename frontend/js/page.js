@@ -58,6 +58,23 @@ export function loadImage(url) {
 }
 
 /** Leave for another image (next, previous, the queue): the one place the page navigates away. */
-export function goToImage(url) {
-  window.location.assign(url);
+export function goToImage(url, form = null) {
+  if (!form) {
+    window.location.assign(url);
+    return;
+  }
+  // A navigation that changes state (finishing the image) is a POST of a form, never a GET.
+  const element = document.createElement("form");
+  element.method = "post";
+  element.action = url;
+  element.hidden = true;
+  for (const [name, value] of Object.entries(form)) {
+    const input = document.createElement("input");
+    input.type = "hidden";
+    input.name = name;
+    input.value = String(value);
+    element.append(input);
+  }
+  document.body.append(element);
+  element.submit();
 }

@@ -2,9 +2,8 @@
 // prompts into a predict request, and put the answer into the history entry that asked for it.
 
 import { ApiError, sleep } from "./api.js";
+import { round2 } from "./geometry.js";
 import { $ } from "./page.js";
-
-export const round2 = (v) => Math.round(v * 100) / 100;
 
 /**
  * The predict request for the draft `state`, refining the answer of `previous` (the state before
@@ -28,7 +27,8 @@ export function predictBody(state, previous) {
  * when a mask does not have the image's size (it would not line up).
  */
 export function readCandidates(answer, width, height) {
-  const candidates = (answer?.masks ?? []).map((m) => ({ rle: m.segmentation, score: m.score ?? null }));
+  const candidates = (answer?.masks ?? []).map((m, i) => ({ rle: m.segmentation, score: m.score ?? null,
+    suggestions: answer?.suggestions?.[i] ?? null }));
   for (const c of candidates) {
     if (c.rle?.size?.[0] !== height || c.rle?.size?.[1] !== width) {
       throw new ApiError(`the model answered a ${c.rle?.size} mask for a ${height}×${width} image`);
@@ -46,8 +46,9 @@ export class PredictController {
    * `history`: the draft store; `size()`: the image's {width, height}; `onPrompt()`: called for each
    * user prompt (effort counting); `isReady()`: the page has started.
    */
-  constructor({ api, imageId, history, notices, size, onPrompt = () => {}, isReady = () => true }) {
-    Object.assign(this, { api, imageId, history, notices, size, onPrompt, isReady });
+  constructor({ api, imageId, history, notices, size, onPrompt = () => {}, isReady = () => true,
+    onAnswer = () => {} }) {
+    Object.assign(this, { api, imageId, history, notices, size, onPrompt, isReady, onAnswer });
     this.prepared = false;
     this.preparing = false;
     this.inFlight = 0;
@@ -132,6 +133,7 @@ export class PredictController {
       }
       const { width, height } = this.size();
       const { candidates, best } = readCandidates(answer, width, height);
+      this.onAnswer(answer);
       this.history.patchWhere((s) => s.requestId === requestId, {
         candidates, candidateIndex: best, logitsHandle: answer?.logits_handle ?? null, waiting: false,
       });

@@ -2,15 +2,11 @@
 // each decision (accept as it is, accept with a label key, reject, fix) is timed from the moment
 // the proposal was selected, and the selection moves on after it.
 
-import { MaskEffort } from "./effort.js";
+import { MaskEffort, effortFigures } from "./effort.js";
 import { findMask, isSelectedProposal, patchMask, select, selectedMask } from "./masks_state.js";
 import { isProposal, nextProposalKey, quickLabel } from "./proposals.js";
 import { draftHasWork } from "./store.js";
-
-/** Seconds (one decimal) and clicks of an effort, as saves send them. */
-export function effortFigures(effort) {
-  return { seconds: Math.round(effort.seconds * 10) / 10, clicks: effort.clicks };
-}
+import { suggestionFields } from "./suggestions.js";
 
 export class ProposalReview {
   /** `page`: the annotation page (masks store, history, queue, picker, notices, editor). */
@@ -26,7 +22,7 @@ export class ProposalReview {
 
   /** The decision clock, handed over to the draft when the annotator starts fixing the proposal. */
   takeClock(key) {
-    if (key !== this.page.masks.state.selectedKey) this.startClock();
+    if (key !== this.page.maskStore.state.selectedKey) this.startClock();
     const effort = this.decision;
     this.decision = new MaskEffort();
     return effort;
@@ -34,13 +30,13 @@ export class ProposalReview {
 
   /** Select a proposal (never toggles it off) and start timing the decision on it. */
   selectProposal(key) {
-    this.page.masks.update(select, key);
+    this.page.maskStore.update(select, key);
     this.startClock();
   }
 
   /** J / K: the next or previous proposal in reading order, from the selection. */
   move(step) {
-    const { masks, selectedKey } = this.page.masks.state;
+    const { masks, selectedKey } = this.page.maskStore.state;
     const key = nextProposalKey(masks, selectedKey, step);
     if (!key) {
       this.page.notices.flash("No proposals left on this image.");
@@ -51,10 +47,10 @@ export class ProposalReview {
 
   /** After a decision on `decidedKey`: on to the next proposal, or say that the image is done. */
   advanceFrom(decidedKey) {
-    const state = this.page.masks.state;
+    const state = this.page.maskStore.state;
     const key = nextProposalKey(state.masks, decidedKey, 1);
     if (key) return this.selectProposal(key);
-    this.page.masks.update(select, null);
+    this.page.maskStore.update(select, null);
     if (state.hadProposals) this.page.notices.flash("All proposals on this image reviewed: add what is missing, then N.");
   }
 
@@ -63,9 +59,9 @@ export class ProposalReview {
    * pre-fill report counts it as kept. Without `labelId`, the fastest label that is safe (see
    * quickLabel); the picker opens only when there is nothing to go on.
    */
-  accept(labelId = undefined, key = this.page.masks.state.selectedKey) {
-    const { masks, picker, notices } = this.page;
-    const m = findMask(masks.state, key);
+  accept(labelId = undefined, key = this.page.maskStore.state.selectedKey) {
+    const { maskStore, picker, notices } = this.page;
+    const m = findMask(maskStore.state, key);
     if (!isProposal(m) || m.id == null) {
       notices.flash("Select a proposed mask first (J / K).");
       return;
@@ -75,8 +71,9 @@ export class ProposalReview {
       if (!choice) return picker.open({ proposalKey: m.key });
       labelId = choice.label;
     }
-    const body = { status: "accepted", label: labelId, ...effortFigures(this.decision) };
-    masks.update(patchMask, m.key, { ...body, pending: true, opStatus: "pending" });
+    const body = { status: "accepted", label: labelId, ...effortFigures(this.decision),
+      ...suggestionFields(this.page.suggestions?.forMask(m)) };
+    maskStore.update(patchMask, m.key, { ...body, pending: true, opStatus: "pending" });
     this.page.queue.enqueue({ kind: "update", imageId: this.page.imageId, maskId: m.id, body: { ...body, version: m.version } });
     picker.remember(labelId);
     const label = this.page.labelById(labelId);
@@ -100,7 +97,7 @@ export class ProposalReview {
     const label = this.page.labels[Number(event?.key) - 1];
     const d = this.page.history.state;
     const fixing = d.baseMask?.status === "proposed";
-    const reviewing = !draftHasWork(d) && !d.baseMask && isSelectedProposal(this.page.masks.state);
+    const reviewing = !draftHasWork(d) && !d.baseMask && isSelectedProposal(this.page.maskStore.state);
     if (!label || !(fixing || reviewing)) {
       this.page.notices.flash(label ? "Press Enter first, then a number to choose the label." : `There is no label ${event?.key}.`);
       return;
@@ -111,8 +108,8 @@ export class ProposalReview {
 
   /** X: reject the selected mask (a proposal, or a saved mask the annotator disagrees with). */
   rejectSelected() {
-    const { masks, notices } = this.page;
-    const m = selectedMask(masks.state);
+    const { maskStore, notices } = this.page;
+    const m = selectedMask(maskStore.state);
     if (!m || m.id == null) {
       notices.flash("Select a saved proposed mask to reject it.");
       return;
@@ -121,7 +118,7 @@ export class ProposalReview {
     // The decision's time and clicks are the mask's effort only for a proposal: a saved mask
     // rejected later keeps the effort of whoever drew it.
     const body = { status: "rejected", ...(proposal ? effortFigures(this.decision) : {}) };
-    masks.update(patchMask, m.key, { ...body, pending: true, opStatus: "pending" });
+    maskStore.update(patchMask, m.key, { ...body, pending: true, opStatus: "pending" });
     this.page.queue.enqueue({ kind: "update", imageId: this.page.imageId, maskId: m.id, body: { ...body, version: m.version } });
     if (proposal) {
       notices.flash(`Proposal #${m.id} rejected.`);

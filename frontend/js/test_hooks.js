@@ -38,7 +38,7 @@ export function testHooks(page) {
         canUndo: page.history.canUndo, canRedo: page.history.canRedo });
     },
     masks() {
-      return copy(listedMasks(page.masks.state).map((m) => ({
+      return copy(listedMasks(page.maskStore.state).map((m) => ({
         id: m.id, label: m.label, source: m.source, status: m.status, pending: m.pending,
         segmentation: m.segmentation })));
     },
@@ -46,11 +46,11 @@ export function testHooks(page) {
       return page.queue.items;
     },
     selected() {
-      const m = selectedMask(page.masks.state);
+      const m = selectedMask(page.maskStore.state);
       return m ? { id: m.id, status: m.status, proposed: isProposal(m) } : null;
     },
     proposalsLeft() {
-      return proposalsLeft(page.masks.state);
+      return proposalsLeft(page.maskStore.state);
     },
     effort() {
       return { seconds: page.effort.seconds, clicks: page.effort.clicks };

@@ -49,3 +49,11 @@ test("every tool button has a key binding", async () => {
   const actions = new Set(KEY_BINDINGS.map((b) => b.action));
   for (const m of html.matchAll(/data-action="([A-Za-z]+)"/g)) assert.ok(actions.has(m[1]), m[1]);
 });
+
+test("the review page (a Django template) loads its script from this folder too", () => {
+  const review = read("../../annotator/annotation/templates/annotation/review.html");
+  const scripts = [...review.matchAll(/<script type="module" src="\{% static '([^']+)' %\}"><\/script>/g)].map((m) => m[1]);
+  assert.deepEqual(scripts, ["maskmill/js/review.js"]);
+  read(`../${scripts[0].slice("maskmill/".length)}`); // the file exists
+  assert.match(review, /\{\{ review_data\|json_script:"review-data" \}\}/);
+});

@@ -4,11 +4,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { labelForKey, matchLabels } from "../js/label_picker.js";
-import { baseMaskOf, newLocalId, saveBody } from "../js/mask_editor.js";
+import { baseMaskOf, describeDraft, newLocalId, saveBody } from "../js/mask_editor.js";
 import { DoublePress } from "../js/notices.js";
 import { clampRadius, pointerMode } from "../js/pointer.js";
-import { predictBody, readCandidates, round2 } from "../js/predict.js";
-import { effortFigures } from "../js/proposal_review.js";
+import { effortFigures } from "../js/effort.js";
+import { round2 } from "../js/geometry.js";
+import { predictBody, readCandidates } from "../js/predict.js";
 import { decodeRle, encodeRle } from "../js/rle.js";
 import { pendingSummary } from "../js/save_queue.js";
 import { EMPTY_DRAFT } from "../js/store.js";
@@ -116,4 +117,26 @@ test("the pending indicator: conflicts before failures before waiting saves", ()
     text: "2 conflicts · 1 failed · 1 pending" });
   assert.equal(pendingSummary([{ status: "failed" }, { status: "pending" }]).state, "failed");
   assert.equal(pendingSummary([{ status: "pending" }]).state, "pending");
+});
+
+test("the stored-mask layer is repainted only when what it shows changed", async () => {
+  const { sameLayers } = await import("../js/canvas_view.js");
+  const mask = new Uint8Array(4);
+  const bounds = [0, 0, 1, 1];
+  const layer = { mask, rgb: [1, 2, 3], selected: false, proposed: true, bounds };
+  assert.ok(sameLayers([layer], [{ ...layer, rgb: [1, 2, 3] }]), "a new colour array with the same colour");
+  assert.ok(!sameLayers([layer], [{ ...layer, selected: true }]));
+  assert.ok(!sameLayers([layer], [{ ...layer, mask: new Uint8Array(4) }]), "another mask");
+  assert.ok(!sameLayers([layer], [{ ...layer, rgb: [3, 2, 1] }]));
+  assert.ok(!sameLayers([layer], [layer, layer]));
+  assert.ok(sameLayers([], []));
+});
+
+test("the side bar describes the current mask: source, wait, candidates, score, edits, area", () => {
+  assert.equal(describeDraft(EMPTY_DRAFT), "No current mask: click on an object.");
+  const rle = encodeRle(new Uint8Array([1, 1, 0, 1, 0, 0]), 2, 3);
+  const d = draft({ candidates: [{ rle, score: 0.5 }, { rle, score: 0.91234 }], candidateIndex: 1 });
+  assert.equal(describeDraft(d), "candidate 2/2 (Tab) · score 0.912 · 3 px");
+  assert.equal(describeDraft({ ...d, edited: rle, waiting: true, baseMask: { id: null, rle } }),
+    "editing mask #(unsaved) · waiting for the model… · candidate 2/2 (Tab) · edited with brush · 3 px");
 });

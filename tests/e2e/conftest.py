@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.required import skip_or_fail
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -24,7 +26,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("MASKMILL_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+    """MASKMILL_CHROMIUM when set (a wrong path is reported, not replaced), else Debian's Chromium."""
+    configured = os.environ.get("MASKMILL_CHROMIUM")
+    candidates = (configured,) if configured else ("/usr/bin/chromium", shutil.which("chromium"))
+    for candidate in candidates:
         if candidate and Path(candidate).exists():
             return candidate
     return None
@@ -37,10 +42,11 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
-        pytest.skip(f"playwright for Python is not installed ({exc}); pip install -r requirements-test.txt")
+        skip_or_fail(f"playwright for Python is not installed ({exc}); pip install -r requirements-test.txt")
     executable = chromium_path()
     if executable is None:
-        pytest.skip("Chromium is not installed (/usr/bin/chromium); on Debian: apt-get install chromium")
+        where = os.environ.get("MASKMILL_CHROMIUM") or "/usr/bin/chromium"
+        skip_or_fail(f"Chromium is not installed ({where}); on Debian: apt-get install chromium")
     # Playwright's sync API runs an event loop in the test thread; the tests' ORM calls between
     # browser steps (and the database flush after each test) are still plain synchronous calls.
     # Only while this module's browser runs: never in deployment.
@@ -66,8 +72,10 @@ def server(django_db_setup, django_db_blocker):
 def _e2e_platform(settings, tmp_path, transactional_db):
     from annotator.annotation import services
     from annotator.celery import app
+    from annotator.suggestions.services import forget_heads
     from annotator.training.services import forget_loaded_models
 
+    forget_heads()
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.MASKMILL_LOGITS_DIR = tmp_path / "logits"
     settings.MASKMILL_MODEL_TYPE = ""

@@ -273,7 +273,10 @@ def test_two_annotators_then_review_sends_the_image_back_with_the_note(browser, 
     mask.refresh_from_db()
     assert mask.status == "rejected"
 
-    page.goto(f"/projects/{project.pk}/annotate/?done={second}")
+    page.goto(f"/images/{second}/annotate/")
+    page.wait_for_selector("body[data-ready='true']")
+    page.locator("[data-testid='nav-next']").click()  # finishes the second image (a POST) and opens the next
+    page.wait_for_url(f"**/images/{first}/annotate/")
     page.wait_for_selector("body[data-ready='true']")
     assert f"/images/{first}/annotate/" in page.url  # the rejected image comes back first
     note = page.locator("[data-testid='mask-note']")

@@ -53,12 +53,9 @@ def structured_(model: torch.nn.Module, sharpness: float, offset: float, iou_shi
 
 
 def ours_from(official: torch.nn.Module, config: dict) -> torch.nn.Module:
-    """Maskmill's model with the official weights, or the official module itself while engine.sam
-    does not exist yet (the generator only relies on the Sam interface)."""
-    try:
-        from engine.sam import build_sam
-    except ImportError:
-        return official
+    """Maskmill's model with the official weights."""
+    from engine.sam import build_sam
+
     model = build_sam("custom", config=config)
     model.load_state_dict(official.state_dict())
     return model.eval()
@@ -326,7 +323,7 @@ def test_survivor_logits_over_the_budget_are_decoded_again(small_models, monkeyp
 
 
 def test_survivors_keep_logits_within_the_budget():
-    from engine.automatic.generator import _Survivors
+    from engine.automatic.amg import Survivors as _Survivors
 
     survivors = _Survivors(budget=2 * 10 * 4 * 4 * 4)  # two batches of 10 masks of 4x4 float32
     logits = {batch: torch.full((10, 4, 4), float(batch)) for batch in range(3)}

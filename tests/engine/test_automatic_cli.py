@@ -42,7 +42,6 @@ def test_missing_input_is_reported(tmp_path):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    pytest.importorskip("engine.sam", reason="engine.sam (models issue) is needed to load a checkpoint")
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
     model = structured_(official_sam(SMALL_CONFIG, seed=0), sharpness=300, offset=0.4, iou_shift=0.6)
     torch.save(model.state_dict(), path)

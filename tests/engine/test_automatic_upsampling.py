@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.automatic import upsampling
-from engine.automatic.upsampling import axis_plan, threshold_stats
+from engine.automatic.upsampling import axis_plan, threshold_stats, truncated_plan, upsample_to_model_frame
 from engine.masks import masks_to_boxes
 
 THRESHOLDS = (-1.0, 0.0, 1.0)
@@ -77,3 +77,27 @@ def test_bad_arguments_say_what_is_wrong():
         threshold_stats(frame, axis_plan(9, 20), axis_plan(8, 20), THRESHOLDS, 0.0)
     with pytest.raises(ValueError, match="box_threshold"):
         threshold_stats(frame, axis_plan(8, 20), axis_plan(8, 20), THRESHOLDS, 0.5)
+
+
+@pytest.mark.parametrize(
+    "input_size", [(768, 1024), (1024, 768), (1024, 1024), (683, 1024), (1, 1024), (767, 3)]
+)
+def test_model_frame_resizes_only_what_the_unpadding_keeps_bit_for_bit(input_size):
+    low_res = torch.randn((3, 256, 256), generator=torch.Generator().manual_seed(1))
+    padded = F.interpolate(low_res[:, None], (1024, 1024), mode="bilinear", align_corners=False)[:, 0]
+    expected = padded[:, : input_size[0], : input_size[1]]
+    assert torch.equal(upsample_to_model_frame(low_res, 1024, input_size), expected)
+
+
+@pytest.mark.parametrize("input_size", [(48, 64), (64, 37), (64, 64)])
+def test_low_res_stats_through_the_padded_resize_and_unpadding(input_size):
+    """Counts and boxes from the low-res logits (16 x 16 → 64 x 64 padded frame, cut to the
+    input size) equal those of the resized and cut masks."""
+    low_res = smooth_logits(6, 16, 16, seed=3)
+    rows = truncated_plan(axis_plan(16, 64), input_size[0])
+    cols = truncated_plan(axis_plan(16, 64), input_size[1])
+    counts, boxes = threshold_stats(low_res, rows, cols, THRESHOLDS, 0.0)
+    full = upsample_to_model_frame(low_res, 64, input_size)
+    expected = torch.stack([(full > t).sum(dim=(1, 2)) for t in THRESHOLDS], dim=1)
+    assert torch.equal(counts, expected)
+    assert torch.equal(boxes, masks_to_boxes(full > 0.0))

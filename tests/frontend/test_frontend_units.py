@@ -5,7 +5,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.required import skip_or_fail
 
 FRONTEND_TESTS = Path(__file__).resolve().parents[2] / "frontend" / "tests"
 
@@ -13,7 +13,7 @@ FRONTEND_TESTS = Path(__file__).resolve().parents[2] / "frontend" / "tests"
 def test_frontend_units_pass_under_node():
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed (apt-get install nodejs); the frontend unit tests need Node >= 20")
+        skip_or_fail("node is not installed (apt-get install nodejs); the frontend unit tests need Node 20+")
     files = sorted(str(p) for p in FRONTEND_TESTS.glob("*.test.mjs"))
     assert files, f"no *.test.mjs files under {FRONTEND_TESTS}"
     result = subprocess.run(

@@ -170,12 +170,14 @@ class PipelineServices:
         assert done.returncode == 0, f"manage.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
-    def start_redis(self) -> None:
+    def start_redis(self, persistent: bool = True) -> None:
+        """The test's redis-server; ``persistent=False``: no append-only file, so a restart loses
+        every queued and unacknowledged message."""
         (self.tmp / "redis").mkdir(exist_ok=True)
         self.redis = subprocess.Popen(
             ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.tmp / "redis"),
-             "--logfile", str(self.tmp / "redis.log")],
+             "--appendonly", "yes" if persistent else "no", "--appendfsync", "always",
+             "--dir", str(self.tmp / "redis"), "--logfile", str(self.tmp / "redis.log")],
         )  # fmt: skip
         for _ in range(100):
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.redis_port), 0.2):
@@ -188,15 +190,27 @@ class PipelineServices:
         self.redis.send_signal(signal.SIGKILL)
         self.redis.wait(10)
 
-    def start_worker(self, name: str) -> subprocess.Popen:
+    def start_worker(self, name: str, queues: str = "generate") -> subprocess.Popen:
         log = open(self.tmp / f"worker-{name}.log", "w")  # noqa: SIM115 (closed with the process)
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "annotator.celery:app", "worker", "-Q", "generate",
+            [sys.executable, "-m", "celery", "-A", "annotator.celery:app", "worker", "-Q", queues,
              "--concurrency", "1", "--pool", "prefork", "--hostname", f"{name}@pipeline-test",
              "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self.workers[name] = process
+        return process
+
+    def start_beat(self) -> subprocess.Popen:
+        """``celery beat`` with the database scheduler, as ``make run`` and compose run it; kept
+        with the workers (stopped by ``stop``)."""
+        log = open(self.tmp / "worker-beat.log", "w")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "annotator.celery:app", "beat", "--loglevel", "INFO",
+             "--schedule", str(self.tmp / "beat-schedule")],
+            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self.workers["beat"] = process
         return process
 
     def kill_worker(self, name: str) -> None:

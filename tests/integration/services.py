@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-import pytest
+from tests.required import required, skip_or_fail
 
 DATABASE_URL = os.environ.get("MASKMILL_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MASKMILL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-REQUIRED = os.environ.get("MASKMILL_REQUIRE_SERVICES") == "1"
+REQUIRED = required()
 
 
 def unavailable(database_url: str = DATABASE_URL, redis_url: str = REDIS_URL) -> str | None:
@@ -43,9 +43,7 @@ def gate(reason: str | None, required: bool = REQUIRED) -> None:
     message = (
         f"integration layer not run: {reason}. Set MASKMILL_TEST_DATABASE_URL / MASKMILL_TEST_REDIS_URL."
     )
-    if required:
-        pytest.fail(f"{message} (MASKMILL_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
+    skip_or_fail(message, required)
 
 
 def safe_url(url: str) -> str:

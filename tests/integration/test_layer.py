@@ -48,7 +48,7 @@ def test_postgres_redis_worker_layer(tmp_path, request):
         "no:cacheprovider",
         f"--junitxml={junit}",
     ]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=480)
     output = done.stdout + done.stderr
     summary = re.findall(r"^=*\s*(\d+ (?:passed|failed).*?)\s*=*$", output, re.M)
     print(f"integration session: {summary[-1] if summary else 'no summary'}")

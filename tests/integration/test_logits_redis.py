@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from annotator.annotation.logits import LogitsEntry, LogitsStore, RedisLogits
-from tests.annotator.test_logits_handles import awkward_entry, run_second_process, same_bits
+from tests.annotator.annotation.test_logits_handles import awkward_entry, run_second_process, same_bits
 from tests.integration.services import REDIS_URL, gate, redis_unavailable
 
 pytestmark = pytest.mark.integration

@@ -92,12 +92,14 @@ def test_every_image_exactly_once_through_worker_broker_and_database_faults(serv
     # Started twice: the second run takes nothing the first has done or is doing; only an image
     # whose item already failed (the broken ones, if worker a got to them) is tried again.
     again = services.manage("generate", "pipeline")
-    second_id = int(again.split("generation run ", 1)[1].split()[0])
-    retaken = services.query(
-        "SELECT i.original_name FROM stages_generationitem g JOIN images_image i ON i.id = g.image_id "
-        "WHERE g.run_id = %s",
-        (second_id,),
-    )
+    retaken: list[tuple[str]] = []
+    if "nothing to do" not in again:  # no run is created when nothing is left
+        second_id = int(again.split("generation run ", 1)[1].split()[0])
+        retaken = services.query(
+            "SELECT i.original_name FROM stages_generationitem g JOIN images_image i ON i.id = g.image_id "
+            "WHERE g.run_id = %s",
+            (second_id,),
+        )
     assert {name for (name,) in retaken} <= {f"s{seed}.png" for seed in BAD.values()}, retaken
     services.faults.append(f"run started twice: the second took {len(retaken)} images (failed ones)")
     services.start_worker("a")

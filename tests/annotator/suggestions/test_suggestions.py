@@ -253,3 +253,72 @@ def test_find_proposes_generator_masks_of_the_label(users, tiny_sam, settings): 
     assert client.post(f"/api/images/{image.pk}/find", ["x"], format="json").status_code == 400
     job = client.post(f"/api/projects/{project.pk}/find", {"label": "left"}, format="json")
     assert job.status_code == 202 and job.json()["queued"] == 1
+
+
+def test_dashboard_shows_the_head_and_managers_can_train_it(fruit, users, client, settings):
+    settings.MASKMILL_LABEL_RETRAIN_EVERY = 0
+    project, labels = fruit
+    client.force_login(users["annotator"])
+    page = client.get(f"/projects/{project.pk}/dashboard/").content.decode()
+    assert 'data-testid="label-head-none"' in page and 'data-testid="train-label-head"' not in page
+    assert client.post(f"/projects/{project.pk}/label-head/train").status_code == 403
+    add_scenes(project, labels, 8, seed=13, split=Split.TRAIN)
+    add_scenes(project, labels, 3, seed=14, split=Split.VAL)
+    client.force_login(users["manager"])
+    answer = client.post(f"/projects/{project.pk}/label-head/train", follow=True)
+    page = answer.content.decode()
+    assert "trained: active" in page
+    assert 'data-testid="label-head-active"' in page and 'data-testid="confusion"' in page
+    assert "tomato" in page and "val top-1" in page
+
+
+def test_predict_answers_carry_suggestions_for_every_mask(fruit, users, settings):
+    """The classic segmenter's click answer: one suggestion list per mask, the clicked object's
+    label on top; before any head exists the answer says why there are none."""
+    settings.MASKMILL_LABEL_RETRAIN_EVERY = 0
+    project, labels = fruit
+    client = APIClient()
+    client.force_authenticate(users["annotator"])
+    scenes = synthetic_scene_masks(1, seed=15)
+    target = max(scenes, key=lambda s: s[1].sum())  # the largest visible object
+    image = add_picture(project, png(target[0]), name="click.png")
+    ys, xs = np.nonzero(target[1])
+    centre = [float(np.median(xs)), float(np.median(ys))]
+    inside = min(range(len(xs)), key=lambda i: (xs[i] - centre[0]) ** 2 + (ys[i] - centre[1]) ** 2)
+    click = {"points": [[float(xs[inside]), float(ys[inside])]], "labels": [1]}
+    answer = client.post(f"/api/images/{image.pk}/predict", click, format="json").json()
+    assert "no label suggestions yet" in answer["suggestions_unavailable"] and "suggestions" not in answer
+    add_scenes(project, labels, 10, seed=16, split=Split.TRAIN)
+    services.train_head(project)
+    services.forget_heads()  # the active-head lookup is cached for a few seconds per process
+    answer = client.post(f"/api/images/{image.pk}/predict", click, format="json").json()
+    assert len(answer["suggestions"]) == len(answer["masks"]) == 3
+    assert "suggest" in answer["timing_ms"]
+    best = int(np.argmax([m["score"] for m in answer["masks"]]))
+    assert answer["suggestions"][best]["labels"][0]["id"] == labels[target[2]].pk
+
+
+def test_sam_predict_answers_carry_suggestions_from_the_embedding(users, tiny_sam, settings):  # noqa: F811
+    settings.MASKMILL_LABEL_RETRAIN_EVERY = 0
+    settings.MASKMILL_LABEL_MIN_MASKS_PER_LABEL = 2
+    project = create_project(name="Sam", creator=users["manager"])
+    labels = {key: create_label(project, name=name) for key, name in NAMES.items()}
+    add_scenes(project, labels, 3, seed=17, split=Split.TRAIN)
+    from annotator.images.embeddings import ensure_embedding
+    from annotator.images.models import Image
+
+    for image in Image.objects.filter(project=project):
+        ensure_embedding(image.pk)
+    head = services.train_head(project)
+    assert head.kind == "embedding" and head.model_version is not None
+    services.forget_heads()
+    client = APIClient()
+    client.force_authenticate(users["manager"])
+    image = Image.objects.filter(project=project).first()
+    body = {"points": [[40.0, 40.0]], "labels": [1]}
+    answer = client.post(f"/api/images/{image.pk}/predict", body, format="json").json()
+    while answer.get("state") == "preparing":
+        answer = client.post(f"/api/images/{image.pk}/predict", body, format="json").json()
+    assert len(answer["suggestions"]) == len(answer["masks"])
+    for suggestion in answer["suggestions"]:
+        assert suggestion["labels"] and all(s["name"] in NAMES.values() for s in suggestion["labels"])

@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotator.jobs import JobStatus
-from annotator.stages import selectors, services
+from annotator.jobs import UNFINISHED, JobStatus
+from annotator.stages import items, selectors, services
 from annotator.stages.management.commands._common import add_filter_argument, find_project, parse_filter_args
 from annotator.stages.models import GenerationMode, GenerationRun
 
@@ -58,6 +58,9 @@ class Command(BaseCommand):
                 )
             except ValidationError as exc:
                 raise CommandError("; ".join(exc.messages)) from exc
+            if run is None:
+                self.stdout.write(f"{target.slug}: {services.NOTHING_TO_DO}")
+                return
             self.stdout.write(f"generation run {run.pk} ({run.mode}) on {target.slug}: {run.total} images")
         if options["inline"]:
             self.process_inline(run)
@@ -70,13 +73,11 @@ class Command(BaseCommand):
         from annotator.stages.models import GenerationItem
 
         item_ids = list(
-            GenerationItem.objects.filter(run=run, status__in=services.UNFINISHED).values_list(
-                "pk", flat=True
-            )
+            GenerationItem.objects.filter(run=run, status__in=UNFINISHED).values_list("pk", flat=True)
         )
         with tqdm(total=len(item_ids), unit="img", desc=f"run {run.pk}") as bar:
             for item_id in item_ids:
-                outcome = services.process_item(item_id, worker="manage.py generate --inline")
+                outcome = items.process_item(item_id, worker="manage.py generate --inline")
                 bar.set_postfix(last=outcome, refresh=False)
                 bar.update(1)
 

@@ -1,5 +1,5 @@
 """``python manage.py fetch_model vit_b|vit_l|vit_h|vit_t [--url URL --sha256 HEX --dest DIR]``:
-download an official checkpoint into the model store, resuming and verifying (engine.checkpoints)."""
+download an official checkpoint into the model store, resuming and verifying (engine.checkpoint_download)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from engine.checkpoints import CHECKPOINTS, DownloadError, download
+from engine.checkpoint_download import CHECKPOINTS, DownloadError, download
 
 
 def model_store() -> Path:
