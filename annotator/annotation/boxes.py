@@ -1,11 +1,3 @@
-<<<<<<< HEAD
-"""A rectangle made into a mask by the project's segmenter (its SAM model version, else the
-weight-free classic one), for imports that bring boxes (Label Studio rectangles). The masks are
-the model's, and say so: the caller stores them as model-made with the model's score."""
-
-from __future__ import annotations
-
-=======
 """One mask from a prompt, decoded by the project's model outside an annotator's click: a
 rectangle (or clicks) drawn in another tool becomes a mask the same way a click on the annotation
 page does, from the same cached embedding (or the classic segmenter without a checkpoint), but with
@@ -15,60 +7,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
->>>>>>> main
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-<<<<<<< HEAD
-from django.conf import settings
-
-from annotator.images.models import Image
-from annotator.training.models import ModelVersion
-from annotator.training.services import model_version_for, predictor_for
-from engine.images import read_image
-from engine.masks import encode_rle
-
-
-@dataclass(frozen=True)
-class BoxMask:
-    segmentation: dict[str, Any]
-    score: float
-    model_version: ModelVersion | None  # None: the classic segmenter
-
-
-def masks_from_boxes(image: Image, boxes: list[np.ndarray]) -> list[BoxMask]:
-    """One mask per XYXY pixel box, best of the segmenter's single-mask answer; empty masks are
-    refused (ValueError) so an import never stores a mask with no pixels."""
-    if not boxes:
-        return []
-    from annotator.annotation.services import model_thread
-
-    model_version = model_version_for(image.project)
-    with image.file.open("rb") as fileobj:
-        pixels = read_image(fileobj.read(), max_pixels=settings.MASKMILL_MAX_IMAGE_PIXELS)
-
-    def segment() -> list[tuple[np.ndarray, float]]:
-        if model_version is None:
-            from engine.classic import ClassicPredictor
-
-            predictor: Any = ClassicPredictor()
-        else:
-            predictor = predictor_for(model_version)
-        predictor.set_image(pixels)
-        out = []
-        for box in boxes:
-            masks, scores, _ = predictor.predict(box=np.asarray(box, np.float32), multimask_output=False)
-            out.append((np.asarray(masks[0], bool), float(scores[0])))
-        return out
-
-    results = []
-    for box, (mask, score) in zip(boxes, model_thread.run(segment), strict=True):
-        if not mask.any():
-            raise ValueError(f"the segmenter found nothing inside the box {[round(float(v)) for v in box]}")
-        results.append(BoxMask(encode_rle(mask), score, model_version))
-    return results
-=======
 
 from annotator.annotation.interactive import parse_prompts, rles_from_low_res
 from annotator.annotation.services import decoding, prediction
@@ -132,4 +74,3 @@ def box_to_mask(project: Project, image: Image, box: Sequence[float], *, wait_s:
     if image.project_id != project.pk:
         raise ValueError(f"image {image.pk} is not in project {project.pk}")
     return decode_rle(decode_prompt(image, box=box, wait_s=wait_s).segmentation).astype(bool)
->>>>>>> main

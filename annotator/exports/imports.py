@@ -25,7 +25,7 @@ from annotator.masks.models import Mask, MaskSource, MaskStatus
 from annotator.projects.models import Label, Project
 from engine import sa1b
 from engine.formats import coco, label_studio
-from engine.masks import rle_area, rle_to_bbox
+from engine.masks import decode_rle, rle_area, rle_to_bbox
 
 FORMATS = ("coco", "label_studio", "sa1b")
 PALETTE = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6")
@@ -243,26 +243,27 @@ def _match_images(
 
 
 def _segment_boxes(groups: list[_ImageRecords], images: dict[str, Image]) -> list[str]:
-    from annotator.annotation.boxes import masks_from_boxes
+    """Rectangles → masks by the project's segmenter (SAM version, else classic), as model-made."""
+    from annotator.annotation.boxes import NotReady, decode_prompt
+    from annotator.annotation.interactive import PromptError
 
     problems = []
     for group in groups:
-        boxes = [r for r in group.records if r.box is not None]
-        if not boxes:
-            continue
-        try:
-            made = masks_from_boxes(images[group.file_name], [r.box for r in boxes])
-        except (ValueError, OSError) as exc:
-            problems.append(f"{group.file_name}: a rectangle could not be segmented: {exc}")
-            continue
-        for record, mask in zip(boxes, made, strict=True):
-            record.rle = mask.segmentation
+        for record in (r for r in group.records if r.box is not None):
+            try:
+                made = decode_prompt(images[group.file_name], box=[float(v) for v in record.box])
+            except (ValueError, OSError, NotReady, PromptError) as exc:
+                problems.append(f"{group.file_name}: a rectangle could not be segmented: {exc}")
+                continue
+            if not decode_rle(made.segmentation).any():
+                problems.append(f"{group.file_name}: the segmenter found nothing in {record.box.tolist()}")
+                continue
+            record.rle = made.segmentation
             record.fields = {
                 "source": MaskSource.AUTO,
                 "status": MaskStatus.PROPOSED,  # the model drew it: a person should look at it
-                "predicted_iou": mask.score,
-                "model_version": mask.model_version,
-                "crop_box": None,
+                "predicted_iou": made.score,
+                "model_version_id": made.model_version_id,
             }
     return problems
 

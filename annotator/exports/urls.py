@@ -3,7 +3,6 @@
 from django.urls import path
 
 from annotator import params  # noqa: F401 - registers the <id:...> converter
-
 from annotator.exports import api
 
 urlpatterns = [
