@@ -321,7 +321,8 @@ def main(argv=None) -> None:
                     "which": impl, "model": args.model, "size": [width, height],
                     "points_per_side": args.points_per_side, "crop_n_layers": args.crop_n_layers,
                     "repeats": args.repeats, "thresholds_zero": zero, "threads": args.threads,
-                    "output_mode": args.output_mode, "workload": workload, "flush_denormal": args.flush_denormal,
+                    "output_mode": args.output_mode, "workload": workload,
+                    "flush_denormal": args.flush_denormal,
                     "masks_file": f"{tmp}/{impl}-{workload}-{zero}.json",
                 }  # fmt: skip
                 results[impl] = report(impl, run_worker(spec))
