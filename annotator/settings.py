@@ -203,6 +203,10 @@ if MASKMILL_ENCODER_PRECISION not in ("fp32", "bf16", "int8"):
 MASKMILL_DEVICE = os.environ.get("MASKMILL_DEVICE", "auto")  # auto: cuda when available, else cpu
 MASKMILL_MODEL_STORE = Path(os.environ.get("MASKMILL_MODEL_STORE", VAR_DIR / "models"))
 MASKMILL_MAX_IMAGE_PIXELS = env_int("MASKMILL_MAX_IMAGE_PIXELS", 100_000_000)
+# Exports are written here (one folder per export) and served only through the permission-checking
+# download view, never as public files. Imports through the API are capped at this many bytes.
+MASKMILL_EXPORT_DIR = Path(os.environ.get("MASKMILL_EXPORT_DIR", VAR_DIR / "exports"))
+MASKMILL_IMPORT_MAX_BYTES = env_int("MASKMILL_IMPORT_MAX_BYTES", 64 * 1024 * 1024)
 MASKMILL_MAX_UPLOAD_BYTES = env_int("MASKMILL_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
 MASKMILL_URL_FETCH_MAX_BYTES = env_int("MASKMILL_URL_FETCH_MAX_BYTES", 100 * 1024 * 1024)
 MASKMILL_URL_FETCH_TIMEOUT = env_int("MASKMILL_URL_FETCH_TIMEOUT", 30)

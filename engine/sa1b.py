@@ -399,3 +399,8 @@ def iter_dataset(out_dir: str | os.PathLike, verify: bool = True) -> Iterator[SA
         if PurePosixPath(file_name).name != file_name:
             raise SA1BFormatError(f"{out / MANIFEST_NAME}: unsafe shard file name {file_name!r}")
         yield from iter_shard(out / file_name, entry["sha256"] if verify else None)
+
+
+# Public names for the helpers other writers share (a deterministic tar member, a file's digest).
+add_tar_member = _add_file
+file_sha256 = _sha256

@@ -21,7 +21,17 @@ class Export(models.Model):
     filter = models.JSONField(default=dict, blank=True, help_text="which images and masks")
     options = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
-    progress = models.FloatField(default=0.0)
+    progress = models.FloatField(default=0.0, help_text="images_done / images_total")
+    images_total = models.PositiveIntegerField(default=0)
+    images_done = models.PositiveIntegerField(default=0)
+    masks_done = models.PositiveIntegerField(default=0)
+    out_dir = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="where the command wrote it; blank = the platform's export folder",
+    )
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process writing it")
+    started_at = models.DateTimeField(null=True, blank=True)
     files = models.JSONField(default=list, blank=True, help_text="storage names of the written files")
     manifest = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)

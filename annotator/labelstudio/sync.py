@@ -171,7 +171,13 @@ def push(
     uploaded = upload_images(connection, ls_project, unlinked) if unlinked else 0
     kind = "annotation" if as_annotations else "prediction"
     statuses = statuses or (MaskStatus.ACCEPTED, MaskStatus.PROPOSED)
-    pulled = set(MaskLink.objects.filter(connection=connection).values_list("mask_id", flat=True))
+    # masks that came from Label Studio annotations (not from this push's own) are there already
+    own = TaskLink.objects.filter(connection=connection, pushed_kind="annotation").values("pushed_ls_id")
+    pulled = set(
+        MaskLink.objects.filter(connection=connection)
+        .exclude(ls_annotation_id__in=own)
+        .values_list("mask_id", flat=True)
+    )
     sent = unchanged = 0
     links = TaskLink.objects.filter(connection=connection).select_related("image")
     for link in links:
@@ -180,7 +186,7 @@ def push(
             for m in Mask.objects.filter(image=link.image, status__in=statuses)
             .select_related("label")
             .order_by("id")
-            if m.pk not in pulled  # masks that came from Label Studio annotations are there already
+            if m.pk not in pulled
         ]
         digest = _digest(kind, masks)
         if digest == link.pushed_digest and kind == (link.pushed_kind or kind):

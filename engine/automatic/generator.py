@@ -86,10 +86,13 @@ class MaskGenerator:
     Keyword-only tuning, none of which changes the records: ``max_chunk_bytes`` bounds the
     full-resolution logits built at once; crops of at least ``model_frame_stats_from`` times the
     model input's area are judged on the model frame and upsampled only after NMS (about where
-    that is faster on CPU); ``low_res_stats`` judges a crop the model sees at its own size on the
-    low-res logits and upsamples only the masks that survive NMS (off: every candidate is
-    upsampled to be judged, as segment_anything does); ``max_stored_logits_bytes`` bounds the
-    low-res logits such a crop's survivors keep while they wait for NMS."""
+    that is faster on CPU); a crop the model sees at its own size with at least
+    ``low_res_stats_from`` pixels is judged on the low-res logits and only the masks that survive
+    NMS are upsampled (below it, where a full-resolution mask fits in cache, upsampling every
+    candidate is faster); ``max_stored_logits_bytes`` bounds the low-res logits such a crop's
+    survivors keep while they wait for NMS (beyond it their batch is decoded again: the default
+    holds every candidate of a 32 x 32 grid with thresholds 0, 3072 x 256 KB, which is less than
+    segment_anything's full-resolution batches take)."""
 
     def __init__(
         self,
@@ -109,9 +112,9 @@ class MaskGenerator:
         output_mode: str = "binary_mask",
         *,
         max_chunk_bytes: int = 256 * 2**20,
-        max_stored_logits_bytes: int = 256 * 2**20,
+        max_stored_logits_bytes: int = 2**30,
         model_frame_stats_from: float = 4.0,
-        low_res_stats: bool = True,
+        low_res_stats_from: int = 2**18,
     ) -> None:
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -153,7 +156,7 @@ class MaskGenerator:
         self.max_chunk_bytes = max_chunk_bytes
         self.max_stored_logits_bytes = max_stored_logits_bytes
         self.model_frame_stats_from = model_frame_stats_from
-        self.low_res_stats = low_res_stats
+        self.low_res_stats_from = low_res_stats_from
         self.timings: dict[str, float] = defaultdict(float)
 
     @property
@@ -249,7 +252,7 @@ class MaskGenerator:
         crop = _Crop(features, input_size, crop_size, crop_box, image.shape[:2])
         if crop_size[0] * crop_size[1] >= self.model_frame_stats_from * input_size[0] * input_size[1]:
             data = self._crop_masks_deferred(crop, batches)
-        elif tuple(crop_size) == tuple(input_size) and self.low_res_stats:
+        elif tuple(crop_size) == tuple(input_size) and crop_size[0] * crop_size[1] >= self.low_res_stats_from:
             data = self._crop_masks_deferred(crop, batches, from_low_res=True)
         else:
             data = self._crop_masks_direct(crop, batches)

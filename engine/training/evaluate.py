@@ -18,7 +18,7 @@ from engine.evaluation import (
     summarize,
 )
 from engine.training.config import TrainingError, TrainingSample
-from engine.training.prepare import Geometry, _key, _load_embedding
+from engine.training.prepare import Geometry, image_key_of, load_sample_embedding
 
 METRIC_KEYS = ("mIoU@1", "mIoU@3", "mIoU@5", "NoC@85", "NoC@90")
 
@@ -64,11 +64,11 @@ def evaluate(
         mask = np.asarray(sample.mask).astype(bool)
         if mask.ndim != 2 or not mask.any():
             continue
-        key = _key(sample)
+        key = image_key_of(sample)
         if key != current:
             embedding = None
             if sample.embedding is not None:
-                embedding, _ = _load_embedding(sample, geometry)
+                embedding, _ = load_sample_embedding(sample, geometry)
             if embedding is not None:
                 predictor.set_embedding(embedding[None].float(), mask.shape)
             elif sample.image is not None:

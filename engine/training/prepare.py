@@ -64,7 +64,9 @@ class Prepared:
         return len(self.image_of)
 
 
-def _key(sample: TrainingSample) -> object:
+def image_key_of(sample: TrainingSample) -> object:
+    """What identifies a sample's image: its ``image_key``, else its embedding path or object,
+    else its image array object."""
     if sample.image_key is not None:
         return ("key", sample.image_key)
     if sample.embedding is not None:
@@ -111,7 +113,9 @@ def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return resized > 127
 
 
-def _load_embedding(sample: TrainingSample, geometry: Geometry) -> tuple[torch.Tensor | None, str | None]:
+def load_sample_embedding(
+    sample: TrainingSample, geometry: Geometry
+) -> tuple[torch.Tensor | None, str | None]:
     """(C, g, g) fp16 embedding of the sample, or None and why it cannot be used."""
     emb = sample.embedding
     try:
@@ -169,7 +173,7 @@ def prepare(model: torch.nn.Module, samples: list[TrainingSample], config: Train
                     f"{name}: image {image.shape[:2]} and mask {mask.shape} differ in size"
                 )
                 continue
-        key = _key(sample)
+        key = image_key_of(sample)
         if key not in index_of:
             input_size = preprocess_shape(mask.shape[0], mask.shape[1], geometry.input)
             tensor_image = None
@@ -184,7 +188,7 @@ def prepare(model: torch.nn.Module, samples: list[TrainingSample], config: Train
             if config.mode == "decoder" and not config.embed_each_step:
                 reason = "no embedding"
                 if sample.embedding is not None:
-                    embedding, reason = _load_embedding(sample, geometry)
+                    embedding, reason = load_sample_embedding(sample, geometry)
                 if embedding is None:
                     if tensor_image is None:
                         prepared.skipped.append(f"{name}: {reason} and no image to recompute it from")

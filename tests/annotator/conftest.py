@@ -10,6 +10,7 @@ import pytest
 def _isolated_platform(settings, tmp_path):
     from django.core.cache import cache
 
+    from annotator.annotation.services import reset_caches
     from annotator.celery import app
     from annotator.suggestions.services import forget_heads
     from annotator.training.services import forget_model_versions
@@ -24,6 +25,7 @@ def _isolated_platform(settings, tmp_path):
     # and throttle history
     cache.clear()
     forget_heads()
+    reset_caches()  # per-process caches keyed by ids an earlier (transactional) test may reuse
     yield
     app.conf.task_always_eager = eager
     forget_model_versions()

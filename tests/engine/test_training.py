@@ -47,7 +47,7 @@ def _model(seed: int = 0):
 
 
 def test_decoder_mode_is_deterministic_and_trains_only_the_decoder():
-    config = TrainConfig(steps=4, batch=4, lr=1e-3, warmup=1, seed=3)
+    config = TrainConfig(steps=4, batch=4, lr=1e-3, warmup=1, seed=3, point_rounds=3, mask_rounds=2)
     first, second = _model(), _model()
     encoder_before = {k: v.clone() for k, v in first.image_encoder.state_dict().items()}
     result_a = train(first, _samples(), config)
@@ -59,7 +59,7 @@ def test_decoder_mode_is_deterministic_and_trains_only_the_decoder():
     for key, value in first.image_encoder.state_dict().items():
         assert torch.equal(value, encoder_before[key]), key
     assert not torch.equal(first.mask_decoder.iou_token.weight, _model().mask_decoder.iou_token.weight)
-    other = train(_model(), _samples(), TrainConfig(steps=4, batch=4, lr=1e-3, warmup=1, seed=4))
+    other = train(_model(), _samples(), TrainConfig(**{**config.as_dict(), "seed": 4}))
     assert other.losses != result_a.losses
 
 
@@ -223,3 +223,45 @@ def test_cli_trains_evaluates_and_refuses_bad_input(tmp_path, capsys):
     few = write_click_folder(make_samples(1, seed=3), tmp_path / "few")
     assert main([*common, "--data", str(few), "--steps", "1"]) == 2
     assert "more needed" in capsys.readouterr().err
+
+
+def test_sa1b_shards_are_training_data(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from engine.masks import encode_rle
+    from engine.sa1b import SA1BImage, make_record, write_shards
+    from engine.training.data import load_samples
+    from engine.training.synthetic import make_samples
+
+    samples = make_samples(3, seed=4)
+    by_image: dict[str, list] = {}
+    for sample in samples:
+        by_image.setdefault(sample.image_key, []).append(sample)
+    items = []
+    for image_id, group in enumerate(by_image.values(), start=1):
+        buffer = io.BytesIO()
+        Image.fromarray(group[0].image).save(buffer, format="JPEG", quality=95)
+        height, width = group[0].mask.shape
+        annotations = [
+            {
+                "segmentation": encode_rle(s.mask),
+                "bbox": [0, 0, 1, 1],
+                "area": int(s.mask.sum()),
+                "predicted_iou": 1.0,
+                "stability_score": 1.0,
+                "point_coords": [[0, 0]],
+                "crop_box": [0, 0, width, height],
+            }
+            for s in group
+        ]
+        items.append(
+            SA1BImage(image_id, buffer.getvalue(), make_record(image_id, width, height, annotations))
+        )
+    write_shards(items, tmp_path / "shards", images_per_shard=2)
+    loaded = load_samples(tmp_path / "shards")
+    assert len(loaded) == len(samples)
+    assert len({s.image_key for s in loaded}) == len(by_image)
+    assert sum(int(s.mask.sum()) for s in loaded) == sum(int(s.mask.sum()) for s in samples)
+    assert all(s.image.shape == (128, 128, 3) for s in loaded)

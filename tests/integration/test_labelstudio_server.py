@@ -29,16 +29,16 @@ TIMINGS: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
-    started = time.monotonic()
     try:
         _, TIMINGS["install_s"] = lss.ensure_installed()
+        TIMINGS["template_s"] = lss.prepare()  # a migrated database to start from (once)
     except lss.Unavailable as error:
         gate(f"Label Studio {lss.VERSION} cannot be installed: {error}")
     data = tmp_path_factory.mktemp("label-studio")
+    started = time.monotonic()
     try:
         with lss.running(data) as url:
-            TIMINGS["start_s"] = time.monotonic() - started - TIMINGS["install_s"]
-            lss.save_template(data)
+            TIMINGS["start_s"] = time.monotonic() - started
             yield url
     except lss.Unavailable as error:
         gate(f"Label Studio {lss.VERSION} cannot be started: {error}")
@@ -273,8 +273,18 @@ def test_label_studio_round_trip(label_studio, maskmill, platform, django_user_m
     count = Mask.objects.count()
     back = sync.pull(connection, manager)
     assert (back["created"], back["deleted"]) == (0, 0) and Mask.objects.count() == count, back
+    # a personal access token (Label Studio 1.23's default kind) works the same: the SDK trades it
+    # for short-lived access tokens, for the sync and for fetching task images
+    personal = ls.tokens.create().token
+    connection = client.save_connection(project, token=personal)
+    assert sync.push(connection, as_annotations=True)["tasks_sent"] == 0
+    assert sync.pull(connection, manager)["created"] == 0
+    upload = ls.tasks.get(task_of[images[0].pk]).data["image"]
+    with images[0].file.open("rb") as original:
+        assert client.fetch_image(connection, upload) == original.read()
     TIMINGS["run_s"] = time.monotonic() - began
     print(
-        f"label-studio {lss.VERSION}: install {TIMINGS['install_s']:.0f} s (0 = cached), "
-        f"start {TIMINGS['start_s']:.0f} s, round trip {TIMINGS['run_s']:.0f} s"
+        f"label-studio {lss.VERSION}: install {TIMINGS['install_s']:.0f} s (0 = cached), migrated "
+        f"template {TIMINGS['template_s']:.0f} s (0 = cached), start {TIMINGS['start_s']:.0f} s, "
+        f"round trip {TIMINGS['run_s']:.0f} s"
     )
