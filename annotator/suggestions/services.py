@@ -350,4 +350,3 @@ def answer_suggestions(
     if head.kind != ("classic" if model_version is None else "embedding"):
         return {"suggestions_unavailable": "the label head was trained for another model; retrain it"}
     return {"suggestions": suggest(head, source, shapes, labels)}
-
