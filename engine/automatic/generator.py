@@ -89,8 +89,10 @@ class MaskGenerator:
     that is faster on CPU); a crop the model sees at its own size with at least
     ``low_res_stats_from`` pixels is judged on the low-res logits and only the masks that survive
     NMS are upsampled (below it, where a full-resolution mask fits in cache, upsampling every
-    candidate is faster); ``max_stored_logits_bytes`` bounds the
-    low-res logits such a crop's survivors keep while they wait for NMS."""
+    candidate is faster); ``max_stored_logits_bytes`` bounds the low-res logits such a crop's
+    survivors keep while they wait for NMS (beyond it their batch is decoded again: the default
+    holds every candidate of a 32 x 32 grid with thresholds 0, 3072 x 256 KB, which is less than
+    segment_anything's full-resolution batches take)."""
 
     def __init__(
         self,
@@ -110,7 +112,7 @@ class MaskGenerator:
         output_mode: str = "binary_mask",
         *,
         max_chunk_bytes: int = 256 * 2**20,
-        max_stored_logits_bytes: int = 256 * 2**20,
+        max_stored_logits_bytes: int = 2**30,
         model_frame_stats_from: float = 4.0,
         low_res_stats_from: int = 2**18,
     ) -> None:
