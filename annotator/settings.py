@@ -206,6 +206,7 @@ MASKMILL_MAX_IMAGE_PIXELS = env_int("MASKMILL_MAX_IMAGE_PIXELS", 100_000_000)
 # Exports are written here (one folder per export) and served only through the permission-checking
 # download view, never as public files. Imports through the API are capped at this many bytes.
 MASKMILL_EXPORT_DIR = Path(os.environ.get("MASKMILL_EXPORT_DIR", VAR_DIR / "exports"))
+MASKMILL_EXPORT_TIME_LIMIT = env_int("MASKMILL_EXPORT_TIME_LIMIT", 6 * 3600)  # seconds per export task
 MASKMILL_IMPORT_MAX_BYTES = env_int("MASKMILL_IMPORT_MAX_BYTES", 64 * 1024 * 1024)
 MASKMILL_MAX_UPLOAD_BYTES = env_int("MASKMILL_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
 MASKMILL_URL_FETCH_MAX_BYTES = env_int("MASKMILL_URL_FETCH_MAX_BYTES", 100 * 1024 * 1024)

@@ -7,7 +7,7 @@ point, then at the deepest error) until IoU >= 0.85 or 20 clicks; the accepted m
 truth (what the annotator ends with, finishing by hand when the model falls short). Each round the
 candidate is trained from the active model on every mask collected so far, evaluated with the
 click protocol on held-out images that are never trained on, and promoted only when its mIoU@1
-is higher by ``--margin`` and its NoC@85 is not worse.
+is at least the active model's plus ``--margin`` and its NoC@85 not worse by over half a click.
 
 Parts (each prints its table; row 0 is the starting model):
   custom   a small random-weights custom model, full mode (encoder too), synthetic scenes; a
@@ -305,12 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="custom,vitb,coco")
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--images", type=int, default=80, help="synthetic scenes to annotate")
-    parser.add_argument("--per-round", type=int, default=40, help="objects annotated per round")
+    parser.add_argument("--images", type=int, default=110, help="synthetic scenes to annotate")
+    parser.add_argument("--per-round", type=int, default=50, help="objects annotated per round")
     parser.add_argument("--heldout-images", type=int, default=15)
     parser.add_argument("--pretrain-images", type=int, default=120, help="synthetic pre-training scenes")
-    parser.add_argument("--pretrain-steps", type=int, default=400, help="one point, no refinement rounds")
-    parser.add_argument("--steps", type=int, default=100, help="training steps per round (custom)")
+    parser.add_argument("--pretrain-steps", type=int, default=800, help="one point, no refinement rounds")
+    parser.add_argument("--steps", type=int, default=150, help="training steps per round (custom)")
     parser.add_argument("--lr", type=float, default=3e-3, help="pre-training rate (decoder; encoder a tenth)")
     parser.add_argument("--point-rounds", type=int, default=2, help="error-region point rounds")
     parser.add_argument("--vitb-images", type=int, default=16)

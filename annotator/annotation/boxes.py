@@ -30,6 +30,7 @@ class Decoded:
     score: float
     model: str  # "classic" or the model version's name
     model_version_id: int | None
+    suggestions: dict[str, Any] | None = None  # label suggestions of this mask, when asked for
 
 
 def decode_prompt(
@@ -39,10 +40,14 @@ def decode_prompt(
     labels: Sequence[int] | None = None,
     box: Sequence[float] | None = None,
     wait_s: float = 30.0,
+    suggest: bool = False,
 ) -> Decoded:
     """The best mask for the prompts (image pixels; box XYXY). One click is ambiguous, so it is
     decoded with three candidates and the best scored is kept; more prompts ask for one mask.
-    PromptError for prompts outside the image; NotReady when the embedding is not there in time."""
+    PromptError for prompts outside the image; NotReady when the embedding is not there in time.
+    ``suggest``: also the project's label suggestions for the mask (``Decoded.suggestions``)."""
+    from annotator.suggestions.services import answer_suggestions
+
     single_click = box is None and points is not None and len(points) == 1
     body: dict[str, Any] = {"multimask": single_click}
     if points:
@@ -54,7 +59,17 @@ def decode_prompt(
     if model_version is None:
         masks, scores, _ = prediction._predict_classic(image, prompts, None)
         best = int(np.argmax(scores))
-        return Decoded(encode_rle(masks[best]), float(scores[best]), "classic", None)
+        suggested = (
+            answer_suggestions(
+                image.project,
+                None,
+                masks=masks[best : best + 1],
+                pixels=prediction.classic_state(image).pixels,
+            )
+            if suggest
+            else None
+        )
+        return Decoded(encode_rle(masks[best]), float(scores[best]), "classic", None, suggested)
     deadline = time.monotonic() + wait_s
     state = decoding.decode_state(image, model_version)
     while state is None:
@@ -65,7 +80,14 @@ def decode_prompt(
     model, low_res, scores, _, _ = decoding._decode_on_model_thread(model_version, state, prompts, None)
     best = int(np.argmax(scores))
     rle = rles_from_low_res(model, state, low_res[best : best + 1])[0]
-    return Decoded(rle, float(scores[best]), str(model_version), model_version.pk)
+    suggested = (
+        answer_suggestions(
+            image.project, model_version, model=model, state=state, low_res=low_res[best : best + 1]
+        )
+        if suggest
+        else None
+    )
+    return Decoded(rle, float(scores[best]), str(model_version), model_version.pk, suggested)
 
 
 def box_to_mask(project: Project, image: Image, box: Sequence[float], *, wait_s: float = 60.0) -> np.ndarray:

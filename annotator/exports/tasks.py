@@ -15,7 +15,7 @@ from django.conf import settings
 from annotator.exports import services
 from annotator.jobs import TRANSIENT_ERRORS
 
-TIME_LIMIT = int(getattr(settings, "MASKMILL_EXPORT_TIME_LIMIT", 6 * 3600))
+TIME_LIMIT = settings.MASKMILL_EXPORT_TIME_LIMIT
 
 
 @shared_task(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -37,6 +38,11 @@ def answer(work: Callable[[], Any]) -> Response:
         return Response({"detail": str(error)}, status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     except backend.NotAvailable as error:
         return Response({"status": "not started", "detail": str(error)}, status=status.HTTP_409_CONFLICT)
+    except IntegrityError:  # the same task or region written at the same moment by another request
+        return Response(
+            {"detail": "another request was writing the same Label Studio task or region; send it again"},
+            status=status.HTTP_409_CONFLICT,
+        )
 
 
 def body_of(request: Request) -> Any:

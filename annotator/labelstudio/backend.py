@@ -42,10 +42,8 @@ from annotator.masks.models import Mask, MaskStatus
 from annotator.projects.models import Project
 from annotator.stages import services as stages
 from annotator.stages.models import GenerationItem, GenerationMode
-from annotator.suggestions.services import suggestions_for_masks
 from annotator.training.models import JobStatus
 from annotator.training.services import model_version_for
-from engine.masks import decode_rle
 
 MAX_TASKS = 1000
 MAX_CONTEXT_REGIONS = 64
@@ -152,7 +150,12 @@ def interactive(
     version_name = model_version_name(project)
     try:
         decoded = decode_prompt(
-            image, points=points or None, labels=labels or None, box=box, wait_s=budget_seconds()
+            image,
+            points=points or None,
+            labels=labels or None,
+            box=box,
+            wait_s=budget_seconds(),
+            suggest=True,
         )
     except NotReady as waiting:
         count("interactive_not_ready")
@@ -163,10 +166,8 @@ def interactive(
         }
     count("interactive")
     count("interactive_ms", int((time.perf_counter() - started) * 1000))
-    mask = decode_rle(decoded.segmentation)
     # The project's label head names the region when the prompts carried no label.
-    suggested = suggestions_for_masks(image, [mask])
-    top = suggested.get("suggestions", [{}])[0]
+    top = (decoded.suggestions or {}).get("suggestions", [{}])[0]
     label = names[0] if names else (None if top.get("unknown", True) else top["labels"][0]["name"])
     region = brush_result(
         decoded.segmentation, label, control, region_id=uuid.uuid4().hex[:10], score=decoded.score

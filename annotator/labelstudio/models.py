@@ -30,8 +30,9 @@ class Connection(models.Model):
 
 
 class TaskLink(models.Model):
-    """One Label Studio task is one Maskmill image; what was last pushed for it (so a second push
-    with nothing changed sends nothing)."""
+    """One Label Studio task is one Maskmill image (two tasks may show the same image: Label Studio
+    allows duplicate tasks, Maskmill keeps one copy of the bytes); what was last pushed for it (so
+    a second push with nothing changed sends nothing)."""
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="tasks")
     image = models.ForeignKey("images.Image", on_delete=models.CASCADE, related_name="labelstudio_tasks")
@@ -45,7 +46,6 @@ class TaskLink(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["connection", "ls_task_id"], name="ls_task_once"),
-            models.UniqueConstraint(fields=["connection", "image"], name="ls_image_once"),
         ]
 
 

@@ -350,19 +350,3 @@ def answer_suggestions(
     if head.kind != ("classic" if model_version is None else "embedding"):
         return {"suggestions_unavailable": "the label head was trained for another model; retrain it"}
     return {"suggestions": suggest(head, source, shapes, labels)}
-
-
-def suggestions_for_masks(image: Any, masks: list[np.ndarray]) -> dict[str, Any]:
-    """Suggestions for full-size masks of an image, read from storage (the stored embedding, or the
-    image's pixels): for callers outside the click path (the Label Studio backend)."""
-    from annotator.suggestions.features import image_features
-
-    version = feature_version(image.project)
-    try:
-        head, labels = cached_head(image.project, version)
-    except SuggestionsUnavailable as exc:
-        return {"suggestions_unavailable": str(exc)}
-    source = image_features(image, version)
-    if source is None:
-        return {"suggestions_unavailable": "the image's embedding is not stored yet"}
-    return {"suggestions": suggest(head, source, masks, labels)}

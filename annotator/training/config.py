@@ -23,6 +23,8 @@ class TrainingSettings:
     batch: int = 4
     lr: float = 1e-4
     seed: int = 0
+    point_rounds: int = 8  # the SAM recipe's interactive rounds after the first prompt ...
+    mask_rounds: int = 2  # ... and the mask-only ones
     max_train_masks: int = 2000  # bounded work per run; newest accepted masks first
     max_val_masks: int = 200
     min_masks: int = 0  # 0: the engine's minimum
@@ -42,6 +44,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "batch": (1, 1024),
     "lr": (1e-9, 1.0),
     "seed": (0, 2**31 - 1),
+    "point_rounds": (0, 32),
+    "mask_rounds": (0, 32),
     "max_train_masks": (1, 1_000_000),
     "max_val_masks": (1, 100_000),
     "min_masks": (0, 1_000_000),

@@ -87,6 +87,8 @@ def train(
         batch=config.batch,
         lr=config.lr,
         seed=config.seed,
+        point_rounds=config.point_rounds,
+        mask_rounds=config.mask_rounds,
         device=device,
         min_samples=min_masks,
     )

@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager, suppress
@@ -39,14 +40,37 @@ def home() -> Path:
     return base / "label-studio-1.23"
 
 
+@contextmanager
+def _locked(name: str):
+    """One process at a time (parallel test runs, CI's background install)."""
+    home().parent.mkdir(parents=True, exist_ok=True)
+    with open(home().parent / f"label-studio-1.23.{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def prepare() -> float:
+    """Install, and keep a migrated database as the template of every later start (CI runs this
+    in the background while the suite runs). Returns the seconds spent."""
+    started = time.monotonic()
+    ensure_installed()
+    with _locked("template"):
+        if not (home() / "template-data" / "label_studio.sqlite3").exists():
+            data = Path(tempfile.mkdtemp(prefix="label-studio-template-"))
+            try:
+                with running(data, template=False):
+                    save_template(data)
+            finally:
+                shutil.rmtree(data, ignore_errors=True)
+    return time.monotonic() - started
+
+
 def ensure_installed() -> tuple[Path, float]:
     """The ``label-studio`` executable, installing it first if needed; (path, seconds spent installing)."""
     venv = home()
     executable = venv / "bin" / "label-studio"
     marker = venv / ".maskmill-installed"
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / "label-studio-1.23.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time (parallel test runs)
+    with _locked("install"):
         if marker.exists() and executable.exists():
             return executable, 0.0
         started = time.monotonic()
@@ -91,14 +115,14 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def running(data_dir: Path):
+def running(data_dir: Path, *, template: bool = True):
     """Start Label Studio with its own data folder; yields its base URL; stops it (its whole
     process group) at the end."""
     executable, _ = ensure_installed()
-    template = home() / "template-data"
+    stored = home() / "template-data" / "label_studio.sqlite3"
     data_dir.mkdir(parents=True, exist_ok=True)
-    if (template / "label_studio.sqlite3").exists():
-        shutil.copy2(template / "label_studio.sqlite3", data_dir / "label_studio.sqlite3")
+    if template and stored.exists():
+        shutil.copy2(stored, data_dir / "label_studio.sqlite3")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
@@ -163,12 +187,13 @@ def save_template(data_dir: Path) -> None:
     if not (template / "label_studio.sqlite3").exists() and (data_dir / "label_studio.sqlite3").exists():
         template.mkdir(parents=True, exist_ok=True)
         source = sqlite3.connect(data_dir / "label_studio.sqlite3")
-        target = sqlite3.connect(template / "label_studio.sqlite3.tmp")
+        partial = template / f"label_studio.sqlite3.{os.getpid()}.tmp"
+        target = sqlite3.connect(partial)
         with target:
             source.backup(target)  # a consistent copy of a database in use
         source.close()
         target.close()
-        os.replace(template / "label_studio.sqlite3.tmp", template / "label_studio.sqlite3")
+        os.replace(partial, template / "label_studio.sqlite3")
 
 
 def _tail(data_dir: Path) -> str:

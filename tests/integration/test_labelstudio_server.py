@@ -29,16 +29,16 @@ TIMINGS: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
-    started = time.monotonic()
     try:
         _, TIMINGS["install_s"] = lss.ensure_installed()
+        TIMINGS["template_s"] = lss.prepare()  # a migrated database to start from (once)
     except lss.Unavailable as error:
         gate(f"Label Studio {lss.VERSION} cannot be installed: {error}")
     data = tmp_path_factory.mktemp("label-studio")
+    started = time.monotonic()
     try:
         with lss.running(data) as url:
-            TIMINGS["start_s"] = time.monotonic() - started - TIMINGS["install_s"]
-            lss.save_template(data)
+            TIMINGS["start_s"] = time.monotonic() - started
             yield url
     except lss.Unavailable as error:
         gate(f"Label Studio {lss.VERSION} cannot be started: {error}")
@@ -284,6 +284,7 @@ def test_label_studio_round_trip(label_studio, maskmill, platform, django_user_m
         assert client.fetch_image(connection, upload) == original.read()
     TIMINGS["run_s"] = time.monotonic() - began
     print(
-        f"label-studio {lss.VERSION}: install {TIMINGS['install_s']:.0f} s (0 = cached), "
-        f"start {TIMINGS['start_s']:.0f} s, round trip {TIMINGS['run_s']:.0f} s"
+        f"label-studio {lss.VERSION}: install {TIMINGS['install_s']:.0f} s (0 = cached), migrated "
+        f"template {TIMINGS['template_s']:.0f} s (0 = cached), start {TIMINGS['start_s']:.0f} s, "
+        f"round trip {TIMINGS['run_s']:.0f} s"
     )

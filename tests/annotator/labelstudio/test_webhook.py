@@ -170,3 +170,20 @@ def test_start_training_asks_for_a_maskmill_training_run(project, image, users, 
     assert run.trigger == "manual" and run.created_by == users["manager"]
     busy = post(manager, project, start)
     assert busy.status_code == 409 and "one run at a time" in busy.json()["detail"]
+
+
+def test_two_tasks_showing_the_same_image_share_it(project, connection, storage, annotator_client):
+    from annotator.images.models import Image
+    from tests.integration.pipeline_support import shapes_png
+
+    storage.routes["/data/upload/7/one.png"] = (200, {}, shapes_png(3))
+    storage.routes["/data/upload/7/copy.png"] = (200, {}, shapes_png(3))
+    for task_id, name, aid in ((401, "one", 31), (402, "copy", 32)):
+        payload = event(
+            "ANNOTATION_CREATED", [brush_result(square(0, 0, 8), "cat", BRUSH, region_id="r")], aid
+        )
+        payload["task"] = {"id": task_id, "data": {"image": f"/data/upload/7/{name}.png"}}
+        answer = post(annotator_client, project, payload)
+        assert answer.status_code == 200, answer.content
+    assert Image.objects.count() == 1 and Mask.objects.count() == 2
+    assert set(connection.tasks.values_list("ls_task_id", flat=True)) == {401, 402}

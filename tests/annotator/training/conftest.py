@@ -13,7 +13,15 @@ from tests.annotator.annotation_fixtures import add_picture, disk_mask, disk_pic
 from tests.tiny_models import TINY_CONFIG, save_tiny_checkpoint
 
 WIDTH, HEIGHT = 96, 72
-FAST = {"steps": 3, "batch": 2, "min_masks": 4, "max_clicks": 5, "promotion_margin": -1.0}
+FAST = {
+    "steps": 3,
+    "batch": 2,
+    "min_masks": 4,
+    "max_clicks": 5,
+    "promotion_margin": -1.0,
+    "point_rounds": 1,
+    "mask_rounds": 0,
+}
 
 
 @pytest.fixture
@@ -62,13 +70,13 @@ def add_disk_image(project, seed: int, split: str = "train", accepted: bool = Tr
 
 @pytest.fixture
 def trainable(project, tiny_model):
-    """``project`` with 6 train and 2 val images (one accepted disk mask each, embeddings stored)
+    """``project`` with 6 train and 1 val image (one accepted disk mask each, embeddings stored)
     and training settings that make a run take a second."""
     from annotator.projects.services import update_project
 
     for seed in range(6):
         add_disk_image(project, seed)
-    for seed in range(100, 102):
+    for seed in range(100, 101):
         add_disk_image(project, seed, split="val")
     update_project(project, settings={**project.settings, "training": dict(FAST)})
     project.refresh_from_db()

@@ -22,7 +22,7 @@ def test_train_inline_watch_then_rollback_and_promote(trainable):
     text = run_command("train", trainable.slug, "--inline", "--steps", "2")
     run = TrainingRun.objects.get()
     assert run.status == JobStatus.DONE and run.parameters["steps"] == 2
-    assert "6 train masks, 2 val masks" in text and "step 2: loss" in text
+    assert "6 train masks, 1 val masks" in text and "step 2: loss" in text
     assert "candidate: mIoU@1" in text and "active: mIoU@1" in text and f"run {run.pk} done: promoted" in text
     text = run_command("rollback", trainable.slug)
     assert f"rolled back to version {run.base_version_id}" in text

@@ -24,7 +24,7 @@ def test_a_run_trains_evaluates_and_promotes_a_decoder_version(trainable):
     assert run.status == JobStatus.DONE, run.reason
     assert run.metrics["data"]["masks"] == 6 and len(run.metrics["loss"]) == 3
     evaluation = run.metrics["evaluation"]
-    assert evaluation["val_masks"] == 2 and {"mIoU@1", "NoC@85"} <= set(evaluation["candidate"])
+    assert evaluation["val_masks"] == 1 and {"mIoU@1", "NoC@85"} <= set(evaluation["candidate"])
     assert set(evaluation["active"]) == set(evaluation["candidate"])
     version = run.result_version
     assert (
@@ -176,7 +176,7 @@ def test_a_full_fine_tune_gets_its_own_embeddings_after_promotion(
     assert version.parent == base and version.metrics["mode"] == "full"
     # Promoted: the project's images were queued on embed (eager here) under the new encoder,
     # and the old encoder's embeddings are kept (a rollback needs them).
-    assert Embedding.objects.filter(model_version=version).count() == 8
+    assert Embedding.objects.filter(model_version=version).count() == 7
     assert before <= set(Embedding.objects.values_list("pk", flat=True))
 
 

@@ -34,7 +34,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[3]
 WIDTH, HEIGHT = 96, 72
-FAST = {"steps": 2, "batch": 2, "min_masks": 3, "max_clicks": 5, "promotion_margin": -1.0}
+FAST = {
+    "steps": 2,
+    "batch": 2,
+    "min_masks": 3,
+    "max_clicks": 5,
+    "promotion_margin": -1.0,
+    "point_rounds": 1,
+    "mask_rounds": 0,
+}
 
 
 @pytest.fixture
