@@ -131,11 +131,15 @@ def ls_convert(tasks: Path, config: Path, out: Path) -> dict:
     from label_studio_sdk.converter import Converter
     from label_studio_sdk.converter.converter import Format
 
+    # A Label Studio export gives every task its id; ours leaves it to the importing Label Studio.
+    with_ids = out.parent / "tasks-with-ids.json"
+    with_ids.write_text(json.dumps([{"id": i, **t} for i, t in enumerate(json.loads(tasks.read_bytes()), 1)]))
+    tasks = with_ids
     converter = Converter(config=str(config), project_dir=str(out), download_resources=False)
     began = time.perf_counter()
     converter.convert(str(tasks), str(out), Format.BRUSH_TO_COCO, is_dir=False)
     seconds = time.perf_counter() - began
-    doc = json.loads((out / "result.json").read_bytes())
+    doc = json.loads((out / "result_coco.json").read_bytes())
     return {"seconds": seconds, "images": len(doc["images"]), "masks": len(doc["annotations"])}
 
 
