@@ -92,7 +92,18 @@ class MaskGenerator:
     candidate is faster); ``max_stored_logits_bytes`` bounds the low-res logits such a crop's
     survivors keep while they wait for NMS (beyond it their batch is decoded again: the default
     holds every candidate of a 32 x 32 grid with thresholds 0, 3072 x 256 KB, which is less than
-    segment_anything's full-resolution batches take)."""
+    segment_anything's full-resolution batches take).
+
+    Arguments (as segment_anything's generator takes them):
+    ``points_per_side`` points along one side of the prompt grid (or ``point_grids``, explicit
+    grids in [0, 1] per crop layer); ``points_per_batch`` prompts decoded together (memory vs
+    speed); ``pred_iou_thresh`` and ``stability_score_thresh`` drop masks the model rates low or
+    that change when the logit threshold moves by ``stability_score_offset``; ``box_nms_thresh``
+    and ``crop_nms_thresh`` the box IoU above which a lower-scored mask is a duplicate, within a
+    crop and across crops; ``crop_n_layers`` layers of overlapping crops (``crop_overlap_ratio``
+    of their size, ``crop_n_points_downscale_factor`` fewer points per side each layer);
+    ``min_mask_region_area`` removes holes and islands smaller than this (OpenCV);
+    ``output_mode`` ``binary_mask``, ``uncompressed_rle`` or ``coco_rle``."""
 
     def __init__(
         self,
