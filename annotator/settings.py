@@ -361,6 +361,8 @@ SPECTACULAR_SETTINGS = {
         "ImageStatusEnum": "annotator.images.models.ImageStatus",
         "MaskStatusEnum": "annotator.masks.models.MaskStatus",
         "JobStatusEnum": "annotator.jobs.JobStatus",
+        "ExportFormatEnum": "annotator.exports.models.ExportFormat",
+        "ImportFormatEnum": "annotator.exports.imports.FORMATS",
     },
 }
 
