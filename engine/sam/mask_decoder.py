@@ -118,8 +118,9 @@ class MaskDecoder(nn.Module):
         return masks, iou_pred[:, selected.start : selected.stop]
 
 
-# Prompts upscaled together: ~12 MB of intermediate features each, so a chunk stays cache-sized.
-UPSCALE_CHUNK = 4
+# Prompts upscaled together: ~12 MB of intermediate features each, so a chunk stays cache-sized
+# (and its largest temporary below the 32 MiB from which malloc maps fresh pages).
+UPSCALE_CHUNK = 2
 
 
 def upscale_and_project(upscaling: nn.Sequential, tokens: Tensor, hyper_in: Tensor, h: int, w: int) -> Tensor:
