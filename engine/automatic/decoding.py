@@ -64,15 +64,15 @@ def _decode_plain(decoder, features, image_pe, sparse, dense):
     )
 
 
-# Prompts that go through the per-prompt part of the decoder together. From the first
-# image→token attention on, every prompt has its own 64x64x256 image tokens (4 MiB in float32);
-# a few prompts' worth stays in the CPU's cache through the layer norms, residual adds and the
-# upscaling, where a whole 64-prompt batch (256 MiB per tensor) streams through main memory for
-# each of them (docs/performance.md).
+# Prompts that go through the per-prompt part of the decoder together on a CPU (a GPU gets the
+# whole batch in one call). From the first image→token attention on, every prompt has its own
+# 64x64x256 image tokens (4 MiB in float32); a few prompts' worth stays in the CPU's cache through
+# the layer norms, residual adds and the upscaling, where a whole 64-prompt batch (256 MiB per
+# tensor) streams through main memory for each of them (docs/performance.md).
 DECODE_CHUNK = 4
 
 
-def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0, chunk=DECODE_CHUNK):
+def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0, chunk=None):
     """``MaskDecoder.predict_masks`` + multimask selection, with the image side kept at batch 1,
     run ``chunk`` prompts at a time. Without a mask prompt the dense embedding is the same for
     every prompt, so adding its first row is the same as adding it per prompt. For engine.sam's
@@ -80,6 +80,8 @@ def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0
     (``engine.sam.prepared``, as for clicks); other decoders broadcast the embedding."""
     decoder = model.mask_decoder
     batch = sparse.shape[0]
+    if chunk is None:
+        chunk = DECODE_CHUNK if features.device.type == "cpu" else max(1, batch)
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
     src = features + dense[:1]
     height, width = features.shape[-2:]

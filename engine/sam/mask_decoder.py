@@ -146,9 +146,10 @@ def upscale_and_project(upscaling: nn.Sequential, tokens: Tensor, hyper_in: Tens
     b1 = conv1.bias.repeat(4)
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(mid, 4 * out)
     b2 = conv2.bias.repeat(4)
+    step = UPSCALE_CHUNK if tokens.device.type == "cpu" else batch  # a GPU wants the whole batch
     chunks = []
-    for start in range(0, batch, UPSCALE_CHUNK):
-        part = tokens[start : start + UPSCALE_CHUNK]
+    for start in range(0, batch, step):
+        part = tokens[start : start + step]
         n = part.shape[0]
         x = torch.addmm(b1, part.reshape(n * tokens_n, channels), w1).view(-1, mid)
         x = _activate(act1, F.layer_norm(x, (mid,), norm.weight, norm.bias, norm.eps))
