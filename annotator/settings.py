@@ -235,7 +235,8 @@ MASKMILL_LABEL_MIN_MASKS_PER_LABEL = env_int("MASKMILL_LABEL_MIN_MASKS_PER_LABEL
 MASKMILL_LABEL_RETRAIN_EVERY = env_int("MASKMILL_LABEL_RETRAIN_EVERY", 25)
 MASKMILL_LABEL_MAX_TRAIN_MASKS = env_int("MASKMILL_LABEL_MAX_TRAIN_MASKS", 20000)
 MASKMILL_PREFETCH_IMAGES = env_int("MASKMILL_PREFETCH_IMAGES", 3)
-# torch threads of a web process's model thread (every click's decoder); 0: every core but one.
+# torch threads of a web process's model thread (every click's decoder). 0: every core, or one
+# while every core runs slower than one (another process's load), chosen per click; N: always N.
 MASKMILL_MODEL_THREADS = env_int("MASKMILL_MODEL_THREADS", 0)
 MASKMILL_EMBEDDING_CACHE_ITEMS = env_int("MASKMILL_EMBEDDING_CACHE_ITEMS", 32)
 MASKMILL_EMBEDDING_CACHE_BYTES = env_int("MASKMILL_EMBEDDING_CACHE_BYTES", 512 * 1024 * 1024)

@@ -14,7 +14,7 @@ What it does, in one run:
 4. the same HTTP run and in-process timing with no model configured (the classic segmenter).
 
     python benchmarks/bench_latency.py [--clients 8] [--clicks 30] [--seconds 60] [--images 4]
-        [--think-ms 0 250 1000] [--threads 8] [--torch-threads CPUS-1] [--runs 1] [--workdir DIR]
+        [--think-ms 0 250 1000] [--threads 8] [--torch-threads N] [--runs 1] [--workdir DIR]
 
 Prints a table; nothing is asserted. Target (docs/performance.md): vit_b, 8 clients, p50 <= 50 ms,
 p99 <= 150 ms.
@@ -454,7 +454,7 @@ def main() -> None:
         "--torch-threads",
         type=int,
         help="intra-op threads of the server's model thread and of the in-process figures "
-        "(default: the platform's, every core but one)",
+        "(default: the platform's choice per click, every core or one)",
     )
     parser.add_argument("--repeats", type=int, default=20, help="in-process repetitions")
     parser.add_argument(
@@ -471,11 +471,12 @@ def main() -> None:
 
     import torch
 
-    from engine.runtime import default_model_threads, tune_malloc
+    from engine.runtime import tune_malloc
 
     tune_malloc()  # as in the server, which tunes it when it loads the model
-    torch_threads = args.torch_threads or default_model_threads()
-    torch.set_num_threads(torch_threads)  # this script's own in-process figures, like the server
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)  # this script's own in-process figures
+    torch_threads = args.torch_threads or f"chosen per click (at most {torch.get_num_threads()})"
     rows = []
     with tempfile.TemporaryDirectory(prefix="maskmill-bench-") as tmp:
         var = Path(tmp) if args.workdir is None else args.workdir.resolve()

@@ -7,10 +7,12 @@ than CPUs: each parallel region of a click then pays a futex sleep and wake-up. 
 all its torch work on one ``ModelThread``, and work that must not wait behind clicks (an on-demand
 image encoding) on a short-lived thread, whose team goes away with it.
 
-**Its own core count** (``ModelThread(threads=...)``, ``default_model_threads``). The request
-threads around the model thread need a core too (HTTP, the database, masks as RLE), and an OpenMP
-team as wide as the machine stalls at every barrier of a click whenever one of its workers is
-descheduled for them (or for any other process): the model thread leaves one core free.
+**Its core count** (``DecodeThreads``). On a quiet machine a click's decoder is fastest with every
+core. But when another process keeps a core busy, an OpenMP team as wide as the machine stalls at
+every barrier of a click: its spinning thread holds one core while its partner waits for the other
+(10-30 times the click's time). One thread does not stall. ``DecodeThreads`` picks per click:
+every core while that runs at most ``slowdown`` times one thread's usual time, else one thread,
+trying every core again after a back-off.
 
 **malloc thresholds** (``tune_malloc``). glibc unmaps large freed blocks and trims the heap eagerly,
 so the decoder's 1-8 MB temporaries come back as fresh pages and every first touch is a page
@@ -74,23 +76,72 @@ def tune_malloc(enabled: bool | None = None) -> bool:
     return _tuned
 
 
-def usable_cpus() -> int:
-    """The cores this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+class DecodeThreads:
+    """How many torch threads the model thread's next click decode gets: ``most`` (None: torch's
+    count for the model thread) unless a decode at ``most`` took over ``slowdown`` times the usual
+    decode at one thread; then one thread for ``backoff`` seconds (doubled after each failed try,
+    up to ``max_backoff``), then ``most`` again. The first decode runs at one thread, to know its
+    usual time.
+
+    Only the model thread calls ``next`` and ``record`` (no lock). A fixed count (``fixed``)
+    turns the choice off."""
+
+    def __init__(
+        self,
+        most: int | None,
+        *,
+        fixed: bool = False,
+        slowdown: float = 2.0,
+        backoff: float = 30.0,
+        max_backoff: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if most is not None and most < 1:
+            raise ValueError(f"most must be at least 1, got {most}")
+        self.most, self.fixed, self.slowdown = most, fixed, slowdown
+        self.first_backoff, self.max_backoff, self._clock = backoff, max_backoff, clock
+        self._backoff = backoff
+        self.single_usual: float | None = None  # running mean of recent one-thread decodes, seconds
+        self._single_until = 0.0
+
+    def next(self) -> int:
+        if self.most is None:  # torch's count for this thread, before any call here changed it
+            import torch
+
+            self.most = torch.get_num_threads()
+        if self.fixed or self.most == 1:
+            return self.most
+        if self.single_usual is None or self._clock() < self._single_until:
+            return 1
+        return self.most
+
+    def record(self, threads: int, seconds: float) -> None:
+        """The decode just done: ``threads`` and its wall-clock seconds."""
+        if self.fixed or self.most == 1:
+            return
+        if threads == 1:
+            usual = self.single_usual
+            self.single_usual = seconds if usual is None else 0.8 * usual + 0.2 * seconds
+            return
+        if self.single_usual is not None and seconds > self.slowdown * self.single_usual:
+            self._single_until = self._clock() + self._backoff
+            self._backoff = min(2 * self._backoff, self.max_backoff)
+        else:
+            self._backoff = self.first_backoff
 
 
-def default_model_threads() -> int:
-    """torch threads of a web process's model thread: every usable core but one, at least one."""
-    return max(1, usable_cpus() - 1)
+def set_torch_threads(threads: int) -> None:
+    """torch's thread count for the calling thread (and for threads that touch torch later)."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 class ModelThread:
     """A single long-lived thread that runs every torch call of a multi-threaded process, in
-    arrival order, each with ``threads`` cores (None: torch's process-wide count; see the module
-    docstring for why one thread, and why not every core).
+    arrival order, with ``threads`` cores (None: torch's process-wide count, which callers may
+    change per call; see the module docstring for why one thread).
 
     ``run`` blocks the calling thread until its call is done and returns its result (or raises
     its exception); a call made from the model thread itself runs inline instead of deadlocking."""
@@ -106,11 +157,11 @@ class ModelThread:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=self._start)
 
     def _start(self) -> None:
-        self._ident = threading.get_ident()
-        if self.threads is not None:
-            import torch
+        import torch
 
-            self.process_threads = torch.get_num_threads()
+        self._ident = threading.get_ident()
+        self.process_threads = torch.get_num_threads()
+        if self.threads is not None:
             torch.set_num_threads(self.threads)
 
     def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

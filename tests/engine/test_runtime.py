@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine.runtime import ModelThread
+from engine.runtime import DecodeThreads, ModelThread
 
 
 def test_calls_from_many_threads_run_on_one_thread_one_at_a_time():
@@ -64,3 +64,62 @@ def test_a_nested_call_runs_inline_and_run_timed_reports_the_wait():
     assert inner == worker.run(threading.get_ident)
     value, waited = worker.run_timed(lambda x: x + 1, 1)
     assert value == 2 and waited >= 0.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_decode_threads_fall_back_to_one_while_every_core_stalls_and_try_again_later():
+    clock = FakeClock()
+    threads = DecodeThreads(2, backoff=5.0, max_backoff=20.0, clock=clock)
+    assert threads.next() == 1  # the first decode learns one thread's usual time
+    threads.record(1, 0.030)
+    assert threads.next() == 2
+    threads.record(2, 0.025)  # faster than one thread: stay
+    threads.record(2, 0.055)  # within 2x one thread's usual time: stay
+    assert threads.next() == 2
+    threads.record(2, 0.600)  # every core stalled
+    assert threads.next() == 1
+    threads.record(1, 0.030)
+    clock.now = 4.9
+    assert threads.next() == 1
+    clock.now = 5.0
+    assert threads.next() == 2  # try every core again
+    threads.record(2, 0.500)  # still stalls: back off twice as long
+    clock.now = 14.9
+    assert threads.next() == 1
+    clock.now = 15.0
+    threads.record(2, 0.500)
+    clock.now = 34.9  # at most max_backoff
+    assert threads.next() == 1
+    clock.now = 35.0
+    threads.record(2, 0.020)  # quiet again: stays, and the back-off starts over
+    assert threads.next() == 2
+    threads.record(2, 0.600)
+    clock.now = 40.0
+    assert threads.next() == 2
+
+
+def test_decode_threads_fixed_or_single_core_never_change():
+    fixed = DecodeThreads(3, fixed=True)
+    fixed.record(3, 10.0)
+    assert fixed.next() == 3
+    single = DecodeThreads(1)
+    single.record(1, 0.03)
+    assert single.next() == 1
+    with pytest.raises(ValueError):
+        DecodeThreads(0)
+
+
+def test_decode_threads_default_to_torchs_count_on_the_calling_thread():
+    import torch
+
+    worker = ModelThread(name="test-model")
+    threads = DecodeThreads(None)
+    assert worker.run(threads.next) == 1  # learning one thread's time first
+    assert threads.most == worker.run(torch.get_num_threads)

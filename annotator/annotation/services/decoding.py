@@ -35,7 +35,7 @@ from annotator.images.embeddings import load_stored
 from annotator.images.models import Embedding, Image
 from annotator.training.models import ModelVersion
 from annotator.training.services import model_version_for, predictor_for
-from engine.runtime import ModelThread, default_model_threads
+from engine.runtime import DecodeThreads, ModelThread, set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +85,17 @@ def shared_logits() -> SharedLogits | None:
 
 logits_store = LogitsStore(per_user=LOGITS_PER_USER, ttl=settings.MASKMILL_LOGITS_TTL, shared=shared_logits)
 
-# Every torch call of this process runs on its model thread, clicks in arrival order, each with
-# every core but one (MASKMILL_MODEL_THREADS): the request threads need the other. Decoding several
-# at once only makes them share the cores and caches, and a second thread touching torch would
-# start a second OpenMP team (engine.runtime says why that is slow; docs/performance.md has the
-# figures). No batching across requests: a batch of clicks costs the decoder as much per click as
-# the clicks one by one (the decoder's work is the image tokens', per click), and its first click
-# would wait for the last.
-model_thread = ModelThread(threads=settings.MASKMILL_MODEL_THREADS or default_model_threads())
+# Every torch call of this process runs on its model thread, clicks in arrival order: decoding
+# several at once only makes them share the cores and caches, and a second thread touching torch
+# would start a second OpenMP team (engine.runtime says why that is slow; docs/performance.md has
+# the figures). No batching across requests: a batch of clicks costs the decoder as much per click
+# as the clicks one by one (the decoder's work is the image tokens', per click), and its first
+# click would wait for the last. A click runs with every core, or with one while another process's
+# load makes every core stall (MASKMILL_MODEL_THREADS: 0 chooses so per click, N fixes N).
+model_thread = ModelThread(threads=settings.MASKMILL_MODEL_THREADS or None)
+decode_threads = DecodeThreads(
+    settings.MASKMILL_MODEL_THREADS or None, fixed=settings.MASKMILL_MODEL_THREADS > 0
+)
 
 
 def _decode_on_model_thread(
@@ -104,8 +107,12 @@ def _decode_on_model_thread(
     def job() -> tuple[Any, np.ndarray, np.ndarray, float]:
         started = time.perf_counter()
         model = predictor_for(model_version).model
+        threads = decode_threads.next()
+        set_torch_threads(threads)
         low_res, scores = decode_low_res(model, state, prompts, mask_logits)
-        return model, low_res, scores, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        decode_threads.record(threads, seconds)
+        return model, low_res, scores, seconds
 
     (model, low_res, scores, seconds), queued = model_thread.run_timed(job)
     return model, low_res, scores, queued, seconds
