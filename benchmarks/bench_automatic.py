@@ -72,6 +72,12 @@ def parse_args(argv=None):
         help="torch.set_flush_denormal(True) on both sides (engine.sam's encoder slows down on "
         "denormal floats with the regions weights)",
     )
+    p.add_argument(
+        "--no-tune-malloc",
+        action="store_true",
+        help="keep glibc's malloc thresholds (by default both sides get engine.runtime.tune_malloc, "
+        "as the platform's worker processes)",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -175,6 +181,10 @@ def worker(spec: dict) -> dict:
         torch.set_num_threads(spec["threads"])
     if spec.get("flush_denormal"):
         torch.set_flush_denormal(True)
+    if spec.get("tune_malloc", True):
+        from engine.runtime import tune_malloc
+
+        tune_malloc()  # as the platform's worker does when it loads a model; on both sides
     width, height = spec["size"]
     image = test_image(width, height)
     model = build_models(spec["model"], spec["which"], spec.get("workload", "random"))
@@ -305,7 +315,9 @@ def main(argv=None) -> None:
     print(
         f"automatic masks: model {args.model}, image {width}x{height}, points_per_side "
         f"{args.points_per_side}, crop_n_layers {args.crop_n_layers}, output {args.output_mode}, "
-        f"repeats {args.repeats}, torch threads {args.threads or torch.get_num_threads()}"
+        f"repeats {args.repeats}, torch threads {args.threads or torch.get_num_threads()}, "
+        f"malloc thresholds {'glibc' if args.no_tune_malloc else 'tuned'}, "
+        f"flush denormal {args.flush_denormal}"
     )
     thresholds = "both" if args.thresholds_zero else args.thresholds
     settings = {"default": [False], "zero": [True], "both": [False, True]}[thresholds]
@@ -323,6 +335,7 @@ def main(argv=None) -> None:
                     "repeats": args.repeats, "thresholds_zero": zero, "threads": args.threads,
                     "output_mode": args.output_mode, "workload": workload,
                     "flush_denormal": args.flush_denormal,
+                    "tune_malloc": not args.no_tune_malloc,
                     "masks_file": f"{tmp}/{impl}-{workload}-{zero}.json",
                 }  # fmt: skip
                 results[impl] = report(impl, run_worker(spec))

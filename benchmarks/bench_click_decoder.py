@@ -1,6 +1,7 @@
 """One click's decoder, three ways, interleaved in one process: segment_anything's mask decoder,
 engine.sam's plain ``MaskDecoder`` call, and the prepared image side (``engine.sam.prepared``,
-what the web process runs), plus where the prepared decoder's time goes.
+what the web process runs), plus where the prepared decoder's time goes and what decoding several
+clicks in one call costs per click.
 
 The variants run in turns (one call each, round after round), so a change in the machine's speed
 during the run hits them alike; the figures are medians. Same weights (a vit_b-sized model with
@@ -96,6 +97,27 @@ def phase_split(model, ready, sparse, rounds: int) -> dict[str, float]:
     return {name: statistics.median(values[3:]) for name, values in times.items()}
 
 
+def batched_per_click(
+    model, ready, points, mask, multimask, rounds: int, sizes=(1, 2, 4)
+) -> dict[int, float]:
+    """Milliseconds per click when ``size`` clicks on the image are decoded in one call (the
+    prompts stacked on the batch axis): what coalescing the clicks waiting on the model thread
+    would cost the decoder per click."""
+    import torch
+
+    from engine.sam import prepared
+
+    sparse, _ = model.prompt_encoder(points=points, boxes=None, masks=None)
+    variants = {}
+    for size in sizes:
+        stacked = sparse.expand(size, -1, -1).contiguous()
+        masks = None if mask is None else mask.expand(size, -1, -1, -1).contiguous()
+        variants[size] = lambda s=stacked, m=masks: prepared.decode(model, ready, s, m, multimask)
+    with torch.inference_mode():
+        figures = interleaved(variants, rounds)
+    return {size: ms / size for size, ms in figures.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=40)
@@ -153,6 +175,12 @@ def main() -> None:
         )
     split = phase_split(model, ready, sparse, args.rounds)
     print("  prepared first click, by part: " + ", ".join(f"{k} {v:.2f} ms" for k, v in split.items()))
+    for label, (points, mask, multimask) in clicks.items():
+        per_click = batched_per_click(model, ready, points, mask, multimask, args.rounds)
+        print(
+            f"  {label}, several in one decoder call, per click: "
+            + ", ".join(f"{size} clicks {ms:.2f} ms" for size, ms in per_click.items())
+        )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ What it does, in one run:
 4. the same HTTP run and in-process timing with no model configured (the classic segmenter).
 
     python benchmarks/bench_latency.py [--clients 8] [--clicks 30] [--seconds 60] [--images 4]
-        [--think-ms 0 250 1000] [--threads 8] [--torch-threads CPUS]
+        [--think-ms 0 250 1000] [--threads 8] [--torch-threads CPUS-1] [--runs 1] [--workdir DIR]
 
 Prints a table; nothing is asserted. Target (docs/performance.md): vit_b, 8 clients, p50 <= 50 ms,
 p99 <= 150 ms.
@@ -158,14 +158,17 @@ print("RESULT" + json.dumps({{"images": ids, "tokens": tokens}}))
 class Server:
     """gunicorn (one process, gthread) on 127.0.0.1; stopped on exit, whatever happens."""
 
-    def __init__(self, env: dict[str, str], threads: int, torch_threads: int) -> None:
+    def __init__(self, env: dict[str, str], threads: int, torch_threads: int | None) -> None:
         self.port = free_port()
-        server_env = {
-            **env,
-            "OMP_NUM_THREADS": str(torch_threads),
-            "MKL_NUM_THREADS": str(torch_threads),
-            "OPENCV_FOR_THREADS_NUM": "1",
-        }
+        server_env = {**env, "OPENCV_FOR_THREADS_NUM": "1"}
+        if torch_threads is not None:  # else the platform's default (MASKMILL_MODEL_THREADS)
+            server_env.update(
+                {
+                    "MASKMILL_MODEL_THREADS": str(torch_threads),
+                    "OMP_NUM_THREADS": str(torch_threads),
+                    "MKL_NUM_THREADS": str(torch_threads),
+                }
+            )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "annotator.wsgi:application",
              "--bind", f"127.0.0.1:{self.port}",
@@ -410,6 +413,29 @@ def print_distribution(rows: list[tuple[str, dict]], think_ms: list[float]) -> N
         print(f"  think {think:g} ms: target met in {met} of {len(runs)} runs; p50 {p50s}; p99 {p99s}")
 
 
+def installation(var: Path, clients: int, images: int) -> tuple[dict, dict[str, str], dict]:
+    """The vit_b installation in ``var``: reused when an earlier call left one there for the same
+    clients and images, else made (and its ids saved for the next call)."""
+    var.mkdir(parents=True, exist_ok=True)
+    model = save_checkpoint(var, seed=0)  # seeded: the same weights as the saved installation's
+    env = environment(var / "sam", model)
+    saved = var / "sam" / "setup.json"
+    if saved.exists():
+        setup = json.loads(saved.read_text())
+        if setup.get("clients") == clients and len(setup["images"]) == images:
+            print(f"reusing the installation in {var}", flush=True)
+            return model, env, setup
+        raise SystemExit(f"{var} holds an installation for other --clients/--images; use another --workdir")
+    print(f"setting up in {var} (vit_b-sized random model, {images} images of {WIDTH}x{HEIGHT}, "
+          f"embeddings computed first; this takes a while)", flush=True)  # fmt: skip
+    (var / "sam").mkdir(parents=True)
+    started = time.monotonic()
+    setup = {**install(var / "sam", env, clients, images), "clients": clients}
+    saved.write_text(json.dumps(setup))
+    print(f"  setup {time.monotonic() - started:.0f} s", flush=True)
+    return model, env, setup
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -427,33 +453,33 @@ def main() -> None:
     parser.add_argument(
         "--torch-threads",
         type=int,
-        default=os.cpu_count() or 1,
-        help="intra-op threads of the server (default: every core)",
+        help="intra-op threads of the server's model thread and of the in-process figures "
+        "(default: the platform's, every core but one)",
     )
     parser.add_argument("--repeats", type=int, default=20, help="in-process repetitions")
     parser.add_argument(
         "--runs", type=int, default=1, help="HTTP runs per think time (p50 / p99 spread over them)"
     )
     parser.add_argument("--skip-classic", action="store_true")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the installation here and reuse it on the next call with the same --clients and "
+        "--images (the setup computes a vit_b embedding: minutes on a busy machine)",
+    )
     args = parser.parse_args()
 
     import torch
 
-    from engine.runtime import tune_malloc
+    from engine.runtime import default_model_threads, tune_malloc
 
     tune_malloc()  # as in the server, which tunes it when it loads the model
-    torch.set_num_threads(args.torch_threads)  # this script's own in-process figures, like the server
+    torch_threads = args.torch_threads or default_model_threads()
+    torch.set_num_threads(torch_threads)  # this script's own in-process figures, like the server
     rows = []
     with tempfile.TemporaryDirectory(prefix="maskmill-bench-") as tmp:
-        var = Path(tmp)
-        print(f"setting up in {var} (vit_b-sized random model, {args.images} images of {WIDTH}x{HEIGHT}, "
-              f"embeddings computed first; this takes a while)", flush=True)  # fmt: skip
-        model = save_checkpoint(var, seed=0)
-        env = environment(var / "sam", model)
-        (var / "sam").mkdir()
-        started = time.monotonic()
-        setup = install(var / "sam", env, args.clients, args.images)
-        print(f"  setup {time.monotonic() - started:.0f} s", flush=True)
+        var = Path(tmp) if args.workdir is None else args.workdir.resolve()
+        model, env, setup = installation(var, args.clients, args.images)
         for think in args.think_ms:
             for run in range(args.runs):
                 suffix = f" #{run + 1}" if args.runs > 1 else ""
@@ -462,9 +488,9 @@ def main() -> None:
         in_sam = in_process_sam(model, var, args.repeats)
         classic_ms = None
         if not args.skip_classic:
-            env_c = environment(var / "classic", None)
-            (var / "classic").mkdir()
-            setup_c = install(var / "classic", env_c, args.clients, args.images)
+            env_c = environment(Path(tmp) / "classic", None)
+            (Path(tmp) / "classic").mkdir()
+            setup_c = install(Path(tmp) / "classic", env_c, args.clients, args.images)
             for think in args.think_ms:
                 rows.append((f"classic, think {think:g} ms", http_run(env_c, setup_c, args, think)))
                 print(f"  {rows[-1][0]}: {rows[-1][1]}", flush=True)
@@ -472,7 +498,7 @@ def main() -> None:
 
     print()
     print(f"HTTP round trip of one click, {args.clients} concurrent clients, gunicorn gthread "
-          f"1 process x {args.threads} threads, torch threads {args.torch_threads}, "
+          f"1 process x {args.threads} threads, torch threads {torch_threads}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"{'scenario':<24} {'clicks':>6} {'err':>4} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
           f"{'max ms':>8} "

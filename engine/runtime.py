@@ -7,6 +7,11 @@ than CPUs: each parallel region of a click then pays a futex sleep and wake-up. 
 all its torch work on one ``ModelThread``, and work that must not wait behind clicks (an on-demand
 image encoding) on a short-lived thread, whose team goes away with it.
 
+**Its own core count** (``ModelThread(threads=...)``, ``default_model_threads``). The request
+threads around the model thread need a core too (HTTP, the database, masks as RLE), and an OpenMP
+team as wide as the machine stalls at every barrier of a click whenever one of its workers is
+descheduled for them (or for any other process): the model thread leaves one core free.
+
 **malloc thresholds** (``tune_malloc``). glibc unmaps large freed blocks and trims the heap eagerly,
 so the decoder's 1-8 MB temporaries come back as fresh pages and every first touch is a page
 fault. Fixed thresholds (no adaptive mmap for blocks up to 32 MB, trim only past 256 MB free) let
@@ -69,21 +74,44 @@ def tune_malloc(enabled: bool | None = None) -> bool:
     return _tuned
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_model_threads() -> int:
+    """torch threads of a web process's model thread: every usable core but one, at least one."""
+    return max(1, usable_cpus() - 1)
+
+
 class ModelThread:
     """A single long-lived thread that runs every torch call of a multi-threaded process, in
-    arrival order, each with every core torch may use (see the module docstring for why one).
+    arrival order, each with ``threads`` cores (None: torch's process-wide count; see the module
+    docstring for why one thread, and why not every core).
 
     ``run`` blocks the calling thread until its call is done and returns its result (or raises
     its exception); a call made from the model thread itself runs inline instead of deadlocking."""
 
-    def __init__(self, name: str = "maskmill-model") -> None:
+    def __init__(self, name: str = "maskmill-model", threads: int | None = None) -> None:
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self.threads = threads
+        # torch's count for threads that had not touched torch yet, as the model thread found it
+        # (set_num_threads also changes that count: other torch threads set theirs back from it)
+        self.process_threads: int | None = None
         self._ident: int | None = None
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=name, initializer=self._remember_thread
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=self._start)
 
-    def _remember_thread(self) -> None:
+    def _start(self) -> None:
         self._ident = threading.get_ident()
+        if self.threads is not None:
+            import torch
+
+            self.process_threads = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
 
     def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         return self.run_timed(fn, *args, **kwargs)[0]

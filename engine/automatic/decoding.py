@@ -23,6 +23,7 @@ import weakref
 
 import torch
 
+from engine.sam import prepared
 from engine.sam.mask_decoder import upscale_and_project
 from engine.sam.transformer import TwoWayTransformer
 
@@ -41,7 +42,7 @@ def decode_points(
     sparse, dense = model.prompt_encoder(points=(coords[:, None, :], labels), boxes=None, masks=None)
     image_pe = model.prompt_encoder.get_dense_pe()
     if _fast_path_ok(model, features, sparse, dense, image_pe):
-        return _decode_shared(model.mask_decoder, features, image_pe, sparse, dense, pred_iou_thresh)
+        return _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh)
     masks, iou_pred = _decode_plain(model.mask_decoder, features, image_pe, sparse, dense)
     rows = _rows_to_upscale(iou_pred, pred_iou_thresh)
     return masks[rows], iou_pred, rows
@@ -63,36 +64,61 @@ def _decode_plain(decoder, features, image_pe, sparse, dense):
     )
 
 
-def _decode_shared(decoder, features, image_pe, sparse, dense, pred_iou_thresh=0.0):
-    """``MaskDecoder.predict_masks`` + multimask selection, with the image side kept at batch 1.
-    Without a mask prompt the dense embedding is the same for every prompt, so adding its first
-    row is the same as adding it per prompt."""
+# Prompts that go through the per-prompt part of the decoder together on a CPU (a GPU gets the
+# whole batch in one call). From the first image→token attention on, every prompt has its own
+# 64x64x256 image tokens (4 MiB in float32); a few prompts' worth stays in the CPU's cache through
+# the layer norms, residual adds and the upscaling, where a whole 64-prompt batch (256 MiB per
+# tensor) streams through main memory for each of them (docs/performance.md).
+DECODE_CHUNK = 4
+
+
+def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0, chunk=None):
+    """``MaskDecoder.predict_masks`` + multimask selection, with the image side kept at batch 1,
+    run ``chunk`` prompts at a time. Without a mask prompt the dense embedding is the same for
+    every prompt, so adding its first row is the same as adding it per prompt. For engine.sam's
+    decoder the first layer's image side is projected once for all prompts
+    (``engine.sam.prepared``, as for clicks); other decoders broadcast the embedding."""
+    decoder = model.mask_decoder
     batch = sparse.shape[0]
+    if chunk is None:
+        chunk = DECODE_CHUNK if features.device.type == "cpu" else max(1, batch)
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-    tokens = torch.cat([output_tokens[None].expand(batch, -1, -1), sparse], dim=1)
     src = features + dense[:1]
+    height, width = features.shape[-2:]
     # Only the multimask tokens (1..) are read, so the single-mask token skips the final attention
     # (engine.sam's transformer) and its hypernetwork. hs rows: the IoU token, then those tokens.
     selected = range(1, decoder.num_mask_tokens)
-    rows = [0, *(1 + i for i in selected)]
-    if isinstance(decoder.transformer, TwoWayTransformer):
-        hs, src = decoder.transformer(src, image_pe, tokens, rows=rows)
-    else:
-        hs, src = decoder.transformer(src, image_pe, tokens)
-        hs = hs[:, rows]
-    iou_pred = decoder.iou_prediction_head(hs[:, 0, :])[:, 1:]
-    rows = _rows_to_upscale(iou_pred, pred_iou_thresh)
-    height, width = features.shape[-2:]
-    if len(rows) == 0:  # nothing can pass the filter: skip the upscaling altogether
+    hs_rows = [0, *(1 + i for i in selected)]
+    ready = prepared.prepare_image(model, features) if prepared.supports(model) else None
+    masks, ious, kept = [], [], []
+    for start in range(0, batch, chunk):
+        part = sparse[start : start + chunk]
+        tokens = torch.cat([output_tokens[None].expand(part.shape[0], -1, -1), part], dim=1)
+        if ready is not None:
+            hs, image_tokens = prepared.run_transformer(model, ready, tokens, rows=hs_rows)
+        elif isinstance(decoder.transformer, TwoWayTransformer):
+            hs, image_tokens = decoder.transformer(src, image_pe, tokens, rows=hs_rows)
+        else:
+            hs, image_tokens = decoder.transformer(src, image_pe, tokens)
+            hs = hs[:, hs_rows]
+        iou_pred = decoder.iou_prediction_head(hs[:, 0, :])[:, 1:]
+        ious.append(iou_pred)
+        rows = _rows_to_upscale(iou_pred, pred_iou_thresh)
+        if len(rows) == 0:  # nothing can pass the filter: skip the upscaling altogether
+            continue
+        if len(rows) < part.shape[0]:
+            hs, image_tokens = hs[rows], image_tokens[rows]
+        hyper_in = torch.stack(
+            [decoder.output_hypernetworks_mlps[i](hs[:, 1 + j, :]) for j, i in enumerate(selected)], dim=1
+        )
+        masks.append(upscale_and_project(decoder.output_upscaling, image_tokens, hyper_in, height, width))
+        kept.append(rows + start)
+    iou_pred = torch.cat(ious)
+    if not masks:
         side = 4 * height, 4 * width
-        return features.new_zeros((0, decoder.num_mask_tokens - 1, *side)), iou_pred, rows
-    if len(rows) < batch:
-        hs, src = hs[rows], src[rows]
-    hyper_in = torch.stack(
-        [decoder.output_hypernetworks_mlps[i](hs[:, 1 + j, :]) for j, i in enumerate(selected)], dim=1
-    )
-    masks = upscale_and_project(decoder.output_upscaling, src, hyper_in, height, width)
-    return masks, iou_pred, rows
+        empty = features.new_zeros((0, decoder.num_mask_tokens - 1, *side))
+        return empty, iou_pred, torch.zeros(0, dtype=torch.long, device=features.device)
+    return torch.cat(masks), iou_pred, torch.cat(kept)
 
 
 def _fast_path_ok(model, features, sparse, dense, image_pe) -> bool:
@@ -110,7 +136,7 @@ def _fast_path_ok(model, features, sparse, dense, image_pe) -> bool:
     ):
         probe = slice(0, min(2, sparse.shape[0]))
         try:
-            fast = _decode_shared(model.mask_decoder, features, image_pe, sparse[probe], dense[probe])
+            fast = _decode_shared(model, features, image_pe, sparse[probe], dense[probe])
             plain = _decode_plain(model.mask_decoder, features, image_pe, sparse[probe], dense[probe])
             ok = bool(
                 fast[0].shape == plain[0].shape

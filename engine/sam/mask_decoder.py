@@ -118,8 +118,9 @@ class MaskDecoder(nn.Module):
         return masks, iou_pred[:, selected.start : selected.stop]
 
 
-# Prompts upscaled together: ~12 MB of intermediate features each, so a chunk stays cache-sized.
-UPSCALE_CHUNK = 4
+# Prompts upscaled together: ~12 MB of intermediate features each, so a chunk stays cache-sized
+# (and its largest temporary below the 32 MiB from which malloc maps fresh pages).
+UPSCALE_CHUNK = 2
 
 
 def upscale_and_project(upscaling: nn.Sequential, tokens: Tensor, hyper_in: Tensor, h: int, w: int) -> Tensor:
@@ -145,9 +146,10 @@ def upscale_and_project(upscaling: nn.Sequential, tokens: Tensor, hyper_in: Tens
     b1 = conv1.bias.repeat(4)
     w2 = conv2.weight.permute(0, 2, 3, 1).reshape(mid, 4 * out)
     b2 = conv2.bias.repeat(4)
+    step = UPSCALE_CHUNK if tokens.device.type == "cpu" else batch  # a GPU wants the whole batch
     chunks = []
-    for start in range(0, batch, UPSCALE_CHUNK):
-        part = tokens[start : start + UPSCALE_CHUNK]
+    for start in range(0, batch, step):
+        part = tokens[start : start + step]
         n = part.shape[0]
         x = torch.addmm(b1, part.reshape(n * tokens_n, channels), w1).view(-1, mid)
         x = _activate(act1, F.layer_norm(x, (mid,), norm.weight, norm.bias, norm.eps))

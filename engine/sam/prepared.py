@@ -229,6 +229,24 @@ def decode(
     return decoder.heads(hs, src, h, w, selected)
 
 
+@torch.inference_mode()
+def run_transformer(
+    model: nn.Module, prepared: PreparedImage, tokens: Tensor, rows: list[int]
+) -> tuple[Tensor, Tensor]:
+    """The two-way transformer on the prepared image without a mask prompt: output + prompt
+    tokens (B, N, C) → the token ``rows`` (B, len(rows), C) and the image tokens (B, h·w, C), what
+    ``TwoWayTransformer(..., rows=rows)`` returns (the automatic generator's point batches)."""
+    transformer: TwoWayTransformer = model.mask_decoder.transformer
+    consts = model_constants(model)
+    if prepared.versions != consts.versions:
+        raise ValueError("the model's weights changed since this image was prepared; prepare it again")
+    image = prepared
+    queries, keys_out = _first_layer_forward(
+        transformer.layers[0], tokens, image.tokens, image.keys, image.values, image.queries, False
+    )
+    return transformer.run_layers(queries, keys_out, tokens, consts.pe_last, start=1, rows=rows)
+
+
 def decode_prompts(
     model: nn.Module,
     ready: PreparedImage | None,

@@ -195,6 +195,47 @@ def test_our_model_takes_the_shared_image_decode_path(small_models):
     assert decoding._FAST_OK.get(ours) is True
 
 
+@pytest.mark.parametrize("filtered", [False, True], ids=["all-rows", "some-chunks-empty"])
+def test_chunked_prepared_decoding_equals_the_plain_decoder(small_models, filtered):
+    """Points decoded a few at a time on the prepared image side give the plain decoder's logits
+    and IoUs for every prompt, and upscale exactly the prompts some mask of which passes."""
+    from engine.automatic import decoding
+
+    official, ours = small_models
+    torch.manual_seed(3)
+    features = torch.randn(1, SMALL_CONFIG["prompt_embed_dim"], *ours.prompt_encoder.image_embedding_size)
+    size = ours.image_encoder.img_size
+    coords = torch.rand(11, 2) * size
+    labels = torch.ones((11, 1), dtype=torch.int)
+    with torch.no_grad():
+        sparse, dense = official.prompt_encoder(points=(coords[:, None], labels), boxes=None, masks=None)
+        plain_masks, plain_iou = official.mask_decoder(
+            image_embeddings=features,
+            image_pe=official.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+        )
+        # A threshold halfway between two prompts' best IoUs (no ties): about half are not upscaled.
+        best = plain_iou.max(dim=1).values.sort().values
+        thresh = float(best[5] + best[6]) / 2 if filtered else 0.0
+        expected_rows = torch.nonzero((plain_iou > thresh).any(dim=1)).flatten()
+        for chunk in (1, 3, 64):
+            masks, iou, rows = decoding._decode_shared(
+                ours,
+                features,
+                ours.prompt_encoder.get_dense_pe(),
+                *ours.prompt_encoder(points=(coords[:, None], labels), boxes=None, masks=None),
+                pred_iou_thresh=thresh,
+                chunk=chunk,
+            )
+            torch.testing.assert_close(iou, plain_iou, atol=1e-4, rtol=1e-4)
+            assert torch.equal(rows, expected_rows)
+            torch.testing.assert_close(masks, plain_masks[expected_rows], atol=2e-3, rtol=1e-4)
+    if filtered:
+        assert 0 < len(expected_rows) < 11, "the case must leave some prompts out"
+
+
 class CachedEncoder(torch.nn.Module):
     """An image encoder that returns a fixed embedding: the vit_b encoder costs 20-60 s per call on
     the shared CI cores and its equivalence is tested elsewhere; this test is about the generator

@@ -35,7 +35,7 @@ from annotator.images.embeddings import load_stored
 from annotator.images.models import Embedding, Image
 from annotator.training.models import ModelVersion
 from annotator.training.services import model_version_for, predictor_for
-from engine.runtime import ModelThread
+from engine.runtime import ModelThread, default_model_threads
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,13 @@ def shared_logits() -> SharedLogits | None:
 logits_store = LogitsStore(per_user=LOGITS_PER_USER, ttl=settings.MASKMILL_LOGITS_TTL, shared=shared_logits)
 
 # Every torch call of this process runs on its model thread, clicks in arrival order, each with
-# every core torch may use: decoding several at once only makes them share the cores and caches,
-# and a second thread touching torch would start a second OpenMP team (engine.runtime says why
-# that is slow; docs/performance.md has the figures). No batching across requests: different
-# images share no work in the decoder.
-model_thread = ModelThread()
+# every core but one (MASKMILL_MODEL_THREADS): the request threads need the other. Decoding several
+# at once only makes them share the cores and caches, and a second thread touching torch would
+# start a second OpenMP team (engine.runtime says why that is slow; docs/performance.md has the
+# figures). No batching across requests: a batch of clicks costs the decoder as much per click as
+# the clicks one by one (the decoder's work is the image tokens', per click), and its first click
+# would wait for the last.
+model_thread = ModelThread(threads=settings.MASKMILL_MODEL_THREADS or default_model_threads())
 
 
 def _decode_on_model_thread(
@@ -181,6 +183,10 @@ def start_embedding(image_id: int, model_version_id: int) -> bool:
 def _compute_in_background(image_id: int, model_version_id: int) -> None:
     from annotator.images.embeddings import EmbeddingInProgress, ensure_embedding
 
+    if model_thread.process_threads is not None:  # the model thread changed the count new threads get
+        import torch
+
+        torch.set_num_threads(model_thread.process_threads)  # the encoder: every core
     try:
         with _encoder_lock:
             ensure_embedding(image_id, model_version_id)

@@ -77,6 +77,9 @@ def test_request_threads_leave_torch_to_the_model_thread(wide_decoder_sam, proje
             done.wait(30)
             release.wait(30)  # stay alive (with any OpenMP team) until the threads are counted
 
+    # The model thread set torch's count for new threads to its own (one core on a 2-core
+    # machine): set it back, so that a request thread running torch would start a team again.
+    torch.set_num_threads(torch.get_num_threads())
     before = _os_threads()
     requests = [threading.Thread(target=request) for _ in range(3)]
     for thread in requests:
@@ -90,3 +93,28 @@ def test_request_threads_leave_torch_to_the_model_thread(wide_decoder_sam, proje
             thread.join(30)
     assert answers.count("ready") == 3 and answers.count("masks") == 3
     assert added == {thread.native_id for thread in requests}  # no OpenMP workers of theirs
+
+
+def test_the_model_thread_runs_with_its_own_thread_count():
+    """``threads`` holds on the model thread; a thread that sets torch's count back from
+    ``process_threads`` (the on-demand encoder) gets the process's count again."""
+    from engine.runtime import ModelThread, default_model_threads
+
+    assert 1 <= default_model_threads() <= max(1, (os.cpu_count() or 1) - 1)
+    model = ModelThread(name="test-model", threads=1)
+    assert model.run(torch.get_num_threads) == 1
+    process = model.process_threads
+    assert process is not None and process >= 1
+
+    def encoder() -> int:
+        torch.set_num_threads(process)
+        return torch.get_num_threads()
+
+    found: list[int] = []
+    thread = threading.Thread(target=lambda: found.append(encoder()))
+    thread.start()
+    thread.join(30)
+    assert found == [process]
+    assert model.run(torch.get_num_threads) == 1  # the encoder's count is its own
+    with pytest.raises(ValueError):
+        ModelThread(threads=0)
