@@ -197,15 +197,29 @@ def decode(
     (B, M, 4h, 4w) and IoU predictions (B, M), M = 3 with ``multimask_output`` else 1: what
     ``model.mask_decoder`` returns on the prepared image."""
     decoder: MaskDecoder = model.mask_decoder
-    transformer: TwoWayTransformer = decoder.transformer
-    consts = model_constants(model)
-    if prepared.versions != consts.versions:
-        raise ValueError("the model's weights changed since this image was prepared; prepare it again")
     if masks is not None and sparse.shape[0] == 1 and masks.shape[0] > 1:
         # Mask prompts for one shared token set (a mask-only batch: one empty set for all).
         sparse = sparse.expand(masks.shape[0], -1, -1)
-    tokens = decoder.output_tokens(sparse)
+    selected = decoder.selected_masks(multimask_output)
+    hs, src = run_transformer(
+        model, prepared, decoder.output_tokens(sparse), decoder.output_rows(selected), masks
+    )
+    h, w = prepared.grid
+    return decoder.heads(hs, src, h, w, selected)
 
+
+@torch.inference_mode()
+def run_transformer(
+    model: nn.Module, prepared: PreparedImage, tokens: Tensor, rows: list[int], masks: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The two-way transformer on the prepared image: output + prompt tokens (B, N, C) and optional
+    mask prompts (B, 1, 4h, 4w) → the token ``rows`` (B, len(rows), C) and the image tokens
+    (B, h·w, C), what ``TwoWayTransformer(..., rows=rows)`` returns (clicks through ``decode``, the
+    automatic generator's point batches directly)."""
+    transformer: TwoWayTransformer = model.mask_decoder.transformer
+    consts = model_constants(model)
+    if prepared.versions != consts.versions:
+        raise ValueError("the model's weights changed since this image was prepared; prepare it again")
     image_tokens, keys, values = prepared.tokens, prepared.keys, prepared.values
     queries_img = prepared.queries
     owned = False
@@ -221,28 +235,6 @@ def decode(
 
     queries, keys_out = _first_layer_forward(
         transformer.layers[0], tokens, image_tokens, keys, values, queries_img, owned
-    )
-    selected = decoder.selected_masks(multimask_output)
-    rows = decoder.output_rows(selected)
-    hs, src = transformer.run_layers(queries, keys_out, tokens, consts.pe_last, start=1, rows=rows)
-    h, w = prepared.grid
-    return decoder.heads(hs, src, h, w, selected)
-
-
-@torch.inference_mode()
-def run_transformer(
-    model: nn.Module, prepared: PreparedImage, tokens: Tensor, rows: list[int]
-) -> tuple[Tensor, Tensor]:
-    """The two-way transformer on the prepared image without a mask prompt: output + prompt
-    tokens (B, N, C) → the token ``rows`` (B, len(rows), C) and the image tokens (B, h·w, C), what
-    ``TwoWayTransformer(..., rows=rows)`` returns (the automatic generator's point batches)."""
-    transformer: TwoWayTransformer = model.mask_decoder.transformer
-    consts = model_constants(model)
-    if prepared.versions != consts.versions:
-        raise ValueError("the model's weights changed since this image was prepared; prepare it again")
-    image = prepared
-    queries, keys_out = _first_layer_forward(
-        transformer.layers[0], tokens, image.tokens, image.keys, image.values, image.queries, False
     )
     return transformer.run_layers(queries, keys_out, tokens, consts.pe_last, start=1, rows=rows)
 

@@ -191,9 +191,7 @@ def _compute_in_background(image_id: int, model_version_id: int) -> None:
     from annotator.images.embeddings import EmbeddingInProgress, ensure_embedding
 
     if model_thread.process_threads is not None:  # the model thread changed the count new threads get
-        import torch
-
-        torch.set_num_threads(model_thread.process_threads)  # the encoder: every core
+        set_torch_threads(model_thread.process_threads)  # the encoder: every core
     try:
         with _encoder_lock:
             ensure_embedding(image_id, model_version_id)
