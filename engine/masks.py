@@ -36,9 +36,10 @@ def decode_rle(rle: RLE) -> np.ndarray:
 
 def uncrop_rle(rle: RLE, crop_box: list[int] | tuple[int, ...], height: int, width: int) -> RLE:
     """A mask encoded in a crop's frame → the same mask in the H x W image frame, the crop's top
-    left corner at (``crop_box[0]``, ``crop_box[1]``) (XYXY). pycocotools decodes into a
-    column-major zero frame that it encodes as is: no bool, uint8 or transposed copies of the
-    full frame, which cost 5x more on a 12 M-pixel image."""
+    left corner at (``crop_box[0]``, ``crop_box[1]``) (XYXY). Works on the run lengths: each run
+    of set pixels is cut at the crop's column ends and moved to the image's columns, so the cost
+    follows the mask's runs, not the image's pixels (decoding into a zero frame and encoding it
+    again took ~0.5 ms per mask on a 1024x768 image)."""
     x0, y0, x1, y1 = (int(v) for v in crop_box)
     crop_height, crop_width = rle["size"]
     if (x1 - x0, y1 - y0) != (crop_width, crop_height) or x0 < 0 or y0 < 0 or x1 > width or y1 > height:
@@ -47,9 +48,39 @@ def uncrop_rle(rle: RLE, crop_box: list[int] | tuple[int, ...], height: int, wid
         )
     if (x0, y0, x1, y1) == (0, 0, width, height):
         return rle
-    frame = np.zeros((height, width), dtype=np.uint8, order="F")
-    frame[y0:y1, x0:x1] = mask_utils.decode(_to_coco(rle))
-    encoded = mask_utils.encode(frame)
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        runs = np.asarray(counts, dtype=np.int64)
+        check_runs(runs, crop_height, crop_width)
+    else:
+        runs = compressed_runs(counts, crop_height, crop_width)
+    ends = np.cumsum(runs)
+    starts = ends - runs
+    starts, ends = starts[1::2], ends[1::2]  # runs of set pixels, column-major crop indices
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    # Cut each run at the crop's column ends: a run over columns c0..c1 becomes c1 - c0 + 1 pieces.
+    first_col, last_col = starts // crop_height, (ends - 1) // crop_height
+    pieces = last_col - first_col + 1
+    run = np.repeat(np.arange(starts.size), pieces)
+    col = first_col[run] + (np.arange(run.size) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+    piece_start = np.maximum(starts[run], col * crop_height)
+    piece_end = np.minimum(ends[run], (col + 1) * crop_height)
+    # The same rows and columns in the image, column-major.
+    image_start = (x0 + col) * height + y0 + (piece_start - col * crop_height)
+    image_end = image_start + (piece_end - piece_start)
+    # Pieces that touch (a crop as tall as the image, a run over a column end) are one run.
+    if image_start.size > 1:
+        joined = np.concatenate([[True], image_start[1:] != image_end[:-1]])
+        image_start = image_start[joined]
+        image_end = image_end[np.concatenate([joined[1:], [True]])]
+    bounds = np.empty(2 * image_start.size + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, height * width
+    bounds[1:-1:2], bounds[2:-1:2] = image_start, image_end
+    runs = np.diff(bounds)
+    if runs.size > 1 and runs[-1] == 0:  # ends on a set pixel: no trailing empty run
+        runs = runs[:-1]
+    encoded = mask_utils.frPyObjects({"size": [height, width], "counts": runs.tolist()}, height, width)
     return {"size": [height, width], "counts": encoded["counts"].decode("ascii")}
 
 
@@ -124,8 +155,9 @@ def _to_coco(rle: RLE) -> dict[str, Any]:
 # --- many masks at once -------------------------------------------------------------------------
 
 
-def encode_rle_batch(masks: torch.Tensor | np.ndarray) -> list[RLE]:
-    """N x H x W boolean masks (torch or numpy) → N COCO RLEs with string counts.
+def encode_rle_batch(masks: torch.Tensor | np.ndarray, column_major: bool = False) -> list[RLE]:
+    """N x H x W boolean masks (torch or numpy) → N COCO RLEs with string counts; with
+    ``column_major`` the masks come transposed, N x W x H (each mask's pixels in RLE order).
 
     pycocotools wants column-major H x W x N uint8; transposing each mask once and viewing the
     result as Fortran order avoids a copy per mask.
@@ -135,9 +167,12 @@ def encode_rle_batch(masks: torch.Tensor | np.ndarray) -> list[RLE]:
     if masks.shape[0] == 0:
         return []
     if isinstance(masks, torch.Tensor):
-        column_major = masks.detach().to("cpu", torch.uint8).transpose(1, 2).contiguous().numpy()
+        masks = masks.detach().cpu()
+        masks = masks.view(torch.uint8) if masks.dtype == torch.bool else masks.to(torch.uint8)
+        column_major = (masks if column_major else masks.transpose(1, 2)).contiguous().numpy()
     else:
-        column_major = np.ascontiguousarray(np.asarray(masks).astype(np.uint8, copy=False).transpose(0, 2, 1))
+        masks = np.asarray(masks).astype(np.uint8, copy=False)
+        column_major = np.ascontiguousarray(masks if column_major else masks.transpose(0, 2, 1))
     fortran = column_major.transpose(2, 1, 0)  # H x W x N, Fortran-contiguous, no copy
     encoded = mask_utils.encode(fortran)
     return [
@@ -160,8 +195,10 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     n, h, w = masks.shape
     if n == 0:
         return torch.zeros((0, 4), dtype=torch.int64, device=masks.device)
-    rows = masks.any(dim=2)  # N x H
-    cols = masks.any(dim=1)  # N x W
+    # max over a uint8 view: on CPU torch's bool any() along one axis is ~10x slower.
+    as_bytes = masks.view(torch.uint8) if masks.dtype == torch.bool else (masks != 0).view(torch.uint8)
+    rows = as_bytes.amax(dim=2).bool()  # N x H
+    cols = as_bytes.amax(dim=1).bool()  # N x W
     y_index = torch.arange(h, device=masks.device)
     x_index = torch.arange(w, device=masks.device)
     top = torch.where(rows, y_index, h).amin(dim=1)

@@ -47,7 +47,13 @@ from engine.automatic.amg import (
 )
 from engine.automatic.decoding import decode_points
 from engine.automatic.records import clean_small_regions, to_records
-from engine.automatic.upsampling import axis_plan, threshold_stats, truncated_plan, upsample_to_model_frame
+from engine.automatic.upsampling import (
+    ComposedResize,
+    axis_plan,
+    threshold_stats,
+    truncated_plan,
+    upsample_to_model_frame,
+)
 from engine.embeddings import check_embedding
 from engine.masks import (
     RLE,
@@ -84,15 +90,17 @@ class MaskGenerator:
     or segment_anything's). Timings of the last call are in ``self.timings`` (seconds per stage).
 
     Keyword-only tuning, none of which changes the records: ``max_chunk_bytes`` bounds the
-    full-resolution logits built at once; crops of at least ``model_frame_stats_from`` times the
-    model input's area are judged on the model frame and upsampled only after NMS (about where
-    that is faster on CPU); a crop the model sees at its own size with at least
-    ``low_res_stats_from`` pixels is judged on the low-res logits and only the masks that survive
-    NMS are upsampled (below it, where a full-resolution mask fits in cache, upsampling every
-    candidate is faster); ``max_stored_logits_bytes`` bounds the low-res logits such a crop's
-    survivors keep while they wait for NMS (beyond it their batch is decoded again: the default
-    holds every candidate of a 32 x 32 grid with thresholds 0, 3072 x 256 KB, which is less than
-    segment_anything's full-resolution batches take).
+    full-resolution logits built at once, and on CPU ``cpu_chunk_bytes`` keeps them to a few masks
+    so that the logits, their thresholded masks and the RLE input stay in cache (about 2x faster per
+    mask than 256 MiB chunks; a GPU takes the larger chunks); crops of at least
+    ``model_frame_stats_from`` times the model input's area are judged on the model frame and
+    upsampled only after NMS (about where that is faster on CPU); a crop the model sees at its own
+    size with at least ``low_res_stats_from`` pixels is judged on the low-res logits and only the
+    masks that survive NMS are upsampled (below it, where a full-resolution mask fits in cache,
+    upsampling every candidate is faster); ``max_stored_logits_bytes`` bounds the low-res logits
+    such a crop's survivors keep while they wait for NMS (beyond it their batch is decoded again:
+    the default holds every candidate of a 32 x 32 grid with thresholds 0, 3072 x 256 KB, which is
+    less than segment_anything's full-resolution batches take).
 
     Arguments (as segment_anything's generator takes them):
     ``points_per_side`` points along one side of the prompt grid (or ``point_grids``, explicit
@@ -123,6 +131,7 @@ class MaskGenerator:
         output_mode: str = "binary_mask",
         *,
         max_chunk_bytes: int = 256 * 2**20,
+        cpu_chunk_bytes: int = 16 * 2**20,
         max_stored_logits_bytes: int = 2**30,
         model_frame_stats_from: float = 4.0,
         low_res_stats_from: int = 2**18,
@@ -165,14 +174,23 @@ class MaskGenerator:
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
         self.max_chunk_bytes = max_chunk_bytes
+        self.cpu_chunk_bytes = cpu_chunk_bytes
         self.max_stored_logits_bytes = max_stored_logits_bytes
         self.model_frame_stats_from = model_frame_stats_from
         self.low_res_stats_from = low_res_stats_from
         self.timings: dict[str, float] = defaultdict(float)
+        self._composed: dict[tuple[tuple[int, int], tuple[int, int]], ComposedResize] = {}
 
     @property
     def device(self) -> torch.device:
         return self.model.pixel_mean.device
+
+    def _full_res_chunk(self, bytes_per_mask: int) -> int:
+        """Masks per chunk of full-resolution work."""
+        budget = self.max_chunk_bytes
+        if self.device.type == "cpu":
+            budget = min(budget, self.cpu_chunk_bytes)
+        return max(1, budget // bytes_per_mask)
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -308,18 +326,27 @@ class MaskGenerator:
 
     def _crop_masks_direct(self, crop: _Crop, batches: list[np.ndarray]) -> dict[str, Any]:
         """Crops about the model's input size: each candidate's logits are upsampled (in chunks)
-        to judge it, and the survivors kept as RLE until the crop's NMS."""
+        to judge it, and the survivors kept as RLE until the crop's NMS.
+
+        A crop the model saw enlarged (smaller than its input size, as the crops of the second
+        layer on a 1024-pixel image) takes both resizes at once (``ComposedResize``), whose
+        logits come column-major (N x W x H): masks, counts and RLE read them as they are, only
+        the boxes swap their axes."""
         candidates = Candidates()
         height, width = crop.size
         img_size = self.model.image_encoder.img_size
-        bytes_per_mask = 4 * (img_size * img_size + 2 * height * width) + height * width
-        chunk = max(1, self.max_chunk_bytes // bytes_per_mask)
+        composed = self._composed_resize(crop)
+        frame = img_size * img_size if composed is None else composed.rows_used * width
+        chunk = self._full_res_chunk(4 * (frame + 2 * height * width) + height * width)
         threshold = self.model.mask_threshold
         for points in batches:
             low_res, iou_preds, point_tensor = self._decode(crop, points)
             for begin in range(0, low_res.shape[0], chunk):
                 start = time.perf_counter()
-                logits = self._upsample(low_res[begin : begin + chunk], crop.input_size, crop.size)
+                if composed is None:
+                    logits = self._upsample(low_res[begin : begin + chunk], crop.input_size, crop.size)
+                else:
+                    logits = composed.transposed(low_res[begin : begin + chunk])
                 self.timings["upsample"] += time.perf_counter() - start
 
                 start = time.perf_counter()
@@ -331,6 +358,8 @@ class MaskGenerator:
                 masks = logits > threshold
                 del logits
                 boxes = masks_to_boxes(masks)
+                if composed is not None:
+                    boxes = boxes[:, [1, 0, 3, 2]]
                 keep = ~boxes_near_crop_edge(boxes, crop.box, crop.image_box)
                 if not bool(keep.all()):
                     masks, boxes, stability, ious, pts = (
@@ -340,13 +369,29 @@ class MaskGenerator:
                 self.timings["filter"] += time.perf_counter() - start
 
                 start = time.perf_counter()
-                rles = encode_rle_batch(masks)
+                rles = encode_rle_batch(masks, column_major=composed is not None)
                 del masks
                 self.timings["rle"] += time.perf_counter() - start
                 candidates.add(
                     rles, boxes.cpu(), areas.cpu(), ious.float().cpu(), stability.float().cpu(), pts.cpu()
                 )
         return self._crop_nms(candidates.stacked())
+
+    def _composed_resize(self, crop: _Crop) -> ComposedResize | None:
+        """The composed resize for a crop smaller than its model input (cached per sizes), else
+        None: at or above the input size the model frame is no larger than the crop, and the
+        dense products would cost more than the resizes."""
+        height, width = crop.size
+        input_h, input_w = crop.input_size
+        if not (height <= input_h and width <= input_w and (height, width) != (input_h, input_w)):
+            return None
+        key = (tuple(crop.input_size), tuple(crop.size))
+        if key not in self._composed:
+            low_res = self.model.prompt_encoder.mask_input_size
+            self._composed[key] = ComposedResize(
+                tuple(low_res), self.model.image_encoder.img_size, crop.input_size, crop.size
+            )
+        return self._composed[key]
 
     def _crop_nms(self, data: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
@@ -425,9 +470,7 @@ class MaskGenerator:
         rles: list[RLE | None] = [None] * kept
         height, width = crop.size
         img_size = self.model.image_encoder.img_size
-        chunk = max(
-            1, self.max_chunk_bytes // (4 * (img_size * img_size + 2 * height * width) + height * width)
-        )
+        chunk = self._full_res_chunk(4 * (img_size * img_size + 2 * height * width) + height * width)
         threshold = self.model.mask_threshold
         by_batch: dict[int, list[int]] = defaultdict(list)
         for position, batch in enumerate(data["batch"]):
@@ -437,10 +480,12 @@ class MaskGenerator:
             low_res = survivors.logits(batch, rows, partial(self._decode, crop, batches[batch]))
             for begin in range(0, len(positions), chunk):
                 start = time.perf_counter()
-                masks = self._upsample(low_res[begin : begin + chunk], crop.input_size, crop.size) > threshold
+                part = low_res[begin : begin + chunk]
+                masks = self._upsample(part, crop.input_size, crop.size, transposed=True) > threshold
                 self.timings["upsample"] += time.perf_counter() - start
                 start = time.perf_counter()
-                for i, rle in zip(positions[begin : begin + chunk], encode_rle_batch(masks)):
+                encoded = encode_rle_batch(masks, column_major=True)
+                for i, rle in zip(positions[begin : begin + chunk], encoded):
                     rles[i] = rle
                 del masks
                 self.timings["rle"] += time.perf_counter() - start
@@ -454,12 +499,20 @@ class MaskGenerator:
         }
 
     def _upsample(
-        self, low_res: torch.Tensor, input_size: tuple[int, int], crop_size: tuple[int, int]
+        self,
+        low_res: torch.Tensor,
+        input_size: tuple[int, int],
+        crop_size: tuple[int, int],
+        transposed: bool = False,
     ) -> torch.Tensor:
         """Low-res logits (N, 256, 256) → crop-size logits, the two bilinear resizes of
         ``Sam.postprocess_masks`` (to the padded model frame, unpad, to the crop size). The
         second is skipped when the sizes already agree (a same-size bilinear resize is the
-        identity, bit for bit)."""
+        identity, bit for bit). ``transposed``: N x W x H, RLE's column-major order, by resizing
+        the transposed logits (the resizes are separable; equal up to float rounding)."""
+        if transposed:
+            low_res = low_res.transpose(1, 2)
+            input_size, crop_size = (input_size[1], input_size[0]), (crop_size[1], crop_size[0])
         masks = upsample_to_model_frame(low_res, self.model.image_encoder.img_size, input_size)[:, None]
         if tuple(input_size) == tuple(crop_size):
             return masks[:, 0]

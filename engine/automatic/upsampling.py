@@ -107,6 +107,97 @@ def upsample_to_model_frame(
     return masks[:, 0, : input_size[0], : input_size[1]]
 
 
+def resize_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """The bilinear resize (``align_corners=False``) of one axis from ``in_size`` to ``out_size``
+    as an ``out_size x in_size`` float64 matrix: row i holds the two weights torch gives output i
+    (source position (i + 0.5) * in / out - 0.5 clamped at 0, next index clamped to the last),
+    worked out in float32 as torch's CPU kernel does for float32 logits."""
+    if in_size < 1 or out_size < 1:
+        raise ValueError(f"sizes must be positive, got {in_size} -> {out_size}")
+    scale = np.float32(in_size) / np.float32(out_size)
+    # scale * (i + 0.5) - 0.5 rounded once, as the kernel's fused multiply-add (exact in float64).
+    position = (np.float64(scale) * (np.arange(out_size, dtype=np.float64) + 0.5) - 0.5).astype(np.float32)
+    position = np.maximum(position, np.float32(0.0))
+    index = np.minimum(np.floor(position).astype(np.int64), in_size - 1)
+    weight = position - index.astype(np.float32)
+    matrix = np.zeros((out_size, in_size), dtype=np.float64)
+    out = np.arange(out_size)
+    np.add.at(matrix, (out, index), (np.float32(1.0) - weight).astype(np.float64))
+    np.add.at(matrix, (out, np.minimum(index + 1, in_size - 1)), weight.astype(np.float64))
+    return matrix
+
+
+class ComposedResize:
+    """``Sam.postprocess_masks`` for a crop the model saw enlarged (crop smaller than its input
+    size on both axes): low-res logits → padded model frame → unpadded → crop size, as one linear
+    map per axis, ``crop = R @ low_res @ C``.
+
+    The two-step resize writes a model-frame image several times larger than the crop, per
+    candidate, to read it back once; composed, each output pixel blends at most 3 x 3 low-res
+    values. Each map is banded, so it is applied in blocks of ``_BAND`` output columns, each a
+    dense product with the few low-res rows or columns the block reads (the zeros left out add
+    exactly nothing). The values equal the two-step ones up to float rounding (a few ulps: the
+    pixels within that of the threshold may differ). Returns the logits transposed, N x W x H,
+    the column-major order RLE encoding reads."""
+
+    def __init__(
+        self,
+        low_res_size: tuple[int, int],
+        img_size: int,
+        input_size: tuple[int, int],
+        crop_size: tuple[int, int],
+    ) -> None:
+        if not (crop_size[0] <= input_size[0] <= img_size and crop_size[1] <= input_size[1] <= img_size):
+            raise ValueError(f"crop {crop_size} must fit in the input {input_size}, within {img_size}")
+        rows = _axis_map(low_res_size[0], img_size, input_size[0], crop_size[0])  # H x h
+        cols = _axis_map(low_res_size[1], img_size, input_size[1], crop_size[1])  # W x w
+        # Low-res rows and columns no output pixel reads are left out of the products.
+        self.rows_used = int(np.flatnonzero(rows.any(axis=0)).max()) + 1
+        self.cols_used = int(np.flatnonzero(cols.any(axis=0)).max()) + 1
+        self.col_bands = _bands(cols[:, : self.cols_used])
+        self.row_bands = _bands(rows[:, : self.rows_used])
+        self.crop_size = crop_size
+
+    def transposed(self, low_res: torch.Tensor) -> torch.Tensor:
+        """(N, h, w) low-res logits → (N, W, H) crop logits."""
+        height, width = self.crop_size
+        n = low_res.shape[0]
+        used = low_res[:, : self.rows_used, : self.cols_used]
+        along_x = low_res.new_empty((n, self.rows_used, width))
+        for out, inputs, weights in self.col_bands:
+            along_x[:, :, out] = used[:, :, inputs] @ weights.to(low_res.device)
+        along_x = along_x.transpose(1, 2)
+        crop = low_res.new_empty((n, width, height))
+        for out, inputs, weights in self.row_bands:
+            crop[:, :, out] = along_x[:, :, inputs] @ weights.to(low_res.device)
+        return crop
+
+
+# Output columns per band of a composed resize: the product with the band's ~B/scale + 3 inputs
+# stays small, and fewer, larger products pay less per-call overhead (64 measured fastest).
+_BAND = 64
+
+
+def _bands(matrix: np.ndarray) -> list[tuple[slice, slice, torch.Tensor]]:
+    """An out x in banded map as (output slice, input slice, in' x out' float32 weights)."""
+    bands = []
+    for start in range(0, matrix.shape[0], _BAND):
+        block = matrix[start : start + _BAND]
+        read = np.flatnonzero(block.any(axis=0))
+        inputs = slice(int(read.min()), int(read.max()) + 1)
+        weights = torch.as_tensor(block[:, inputs].T, dtype=torch.float32).contiguous()
+        bands.append((slice(start, start + block.shape[0]), inputs, weights))
+    return bands
+
+
+def _axis_map(low_res: int, img_size: int, input_size: int, crop: int) -> np.ndarray:
+    """crop x low_res: resize to the padded frame, keep the first ``input_size``, resize to ``crop``."""
+    frame = resize_matrix(low_res, img_size)[:input_size]
+    if crop == input_size:
+        return frame
+    return resize_matrix(input_size, crop) @ frame
+
+
 def threshold_stats(
     frame: torch.Tensor,
     rows: AxisPlan,

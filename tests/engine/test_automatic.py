@@ -342,8 +342,8 @@ def test_full_resolution_masks_are_built_only_for_survivors_in_bounded_chunks(sm
     built = []
     original = MaskGenerator._upsample
 
-    def counting(self, low_res, input_size, crop_size):
-        logits = original(self, low_res, input_size, crop_size)
+    def counting(self, low_res, input_size, crop_size, **kwargs):
+        logits = original(self, low_res, input_size, crop_size, **kwargs)
         built.append(logits.shape[0])
         return logits
 

@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from engine.automatic import upsampling
-from engine.automatic.upsampling import axis_plan, threshold_stats, truncated_plan, upsample_to_model_frame
+from engine.automatic.upsampling import (
+    ComposedResize,
+    axis_plan,
+    resize_matrix,
+    threshold_stats,
+    truncated_plan,
+    upsample_to_model_frame,
+)
 from engine.masks import masks_to_boxes
 
 THRESHOLDS = (-1.0, 0.0, 1.0)
@@ -101,3 +108,39 @@ def test_low_res_stats_through_the_padded_resize_and_unpadding(input_size):
     expected = torch.stack([(full > t).sum(dim=(1, 2)) for t in THRESHOLDS], dim=1)
     assert torch.equal(counts, expected)
     assert torch.equal(boxes, masks_to_boxes(full > 0.0))
+
+
+@pytest.mark.parametrize(
+    ("in_size", "out_size"), [(256, 1024), (768, 448), (17, 40), (40, 17), (5, 5), (1, 3)]
+)
+def test_resize_matrix_is_torchs_bilinear_resize(in_size, out_size):
+    """The weights of float32 logits' resize (torch works out positions in the input's type)."""
+    identity = torch.eye(in_size)[None, None]
+    expected = F.interpolate(identity, (out_size, in_size), mode="bilinear", align_corners=False)[0, 0]
+    assert torch.equal(torch.as_tensor(resize_matrix(in_size, out_size), dtype=torch.float32), expected)
+
+
+@pytest.mark.parametrize(
+    ("img_size", "input_size", "crop_size"),
+    [
+        (1024, (768, 1024), (448, 597)),  # a second-layer crop of a 1024x768 image
+        (1024, (683, 1024), (200, 300)),  # a small image, enlarged to the model's input
+        (1024, (1024, 768), (600, 450)),  # portrait
+        (128, (96, 128), (96, 127)),  # one column less
+        (64, (64, 48), (3, 2)),  # tiny
+    ],
+)
+def test_composed_resize_equals_the_two_resizes(img_size, input_size, crop_size):
+    side = img_size // 4
+    low_res = smooth_logits(5, side, side, seed=sum(crop_size)) * 8
+    frame = F.interpolate(low_res[:, None], (img_size, img_size), mode="bilinear", align_corners=False)
+    frame = frame[..., : input_size[0], : input_size[1]]
+    expected = F.interpolate(frame, crop_size, mode="bilinear", align_corners=False)[:, 0]
+    composed = ComposedResize((side, side), img_size, input_size, crop_size).transposed(low_res)
+    assert composed.shape == (5, crop_size[1], crop_size[0])
+    torch.testing.assert_close(composed.transpose(1, 2), expected, atol=1e-4, rtol=1e-5)
+
+
+def test_composed_resize_is_for_crops_within_the_input():
+    with pytest.raises(ValueError, match="must fit"):
+        ComposedResize((256, 256), 1024, (768, 1024), (800, 600))

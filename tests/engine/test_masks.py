@@ -76,6 +76,34 @@ def test_uncrop_rle_places_the_mask_in_the_image_frame():
         uncrop_rle(encode_rle(crop), [70, 25, 98, 65], 70, 90)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_uncrop_rle_equals_placing_the_decoded_mask(seed):
+    """Run-level uncropping against the plain way, over shapes where runs cross column ends, the
+    crop is as tall as the image (pieces touch across columns) and masks are empty or full."""
+    rng = np.random.default_rng(seed)
+    for trial in range(200):
+        height, width = (int(v) for v in rng.integers(1, 30, 2))
+        crop_h, crop_w = int(rng.integers(1, height + 1)), int(rng.integers(1, width + 1))
+        if trial % 4 == 0:
+            crop_h = height
+        y0, x0 = int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1))
+        crop = rng.random((crop_h, crop_w)) < [0.0, 0.05, 0.5, 0.95, 1.0][trial % 5]
+        image = np.zeros((height, width), dtype=bool)
+        image[y0 : y0 + crop_h, x0 : x0 + crop_w] = crop
+        box = [x0, y0, x0 + crop_w, y0 + crop_h]
+        assert uncrop_rle(encode_rle(crop), box, height, width) == encode_rle(image)
+        if (crop_h, crop_w) != (height, width):  # (the whole image comes back as it was given)
+            uncompressed = rle_to_uncompressed(encode_rle(crop))
+            assert uncrop_rle(uncompressed, box, height, width) == encode_rle(image)
+
+
+def test_encode_rle_batch_takes_column_major_masks():
+    masks = random_masks(3, 20, 30, seed=5)
+    expected = encode_rle_batch(masks)
+    assert encode_rle_batch(masks.transpose(1, 2).contiguous(), column_major=True) == expected
+    assert encode_rle_batch(masks.transpose(1, 2).numpy(), column_major=True) == expected
+
+
 def test_uncompressed_rle_matches_pycocotools():
     for mask in random_masks(3, 20, 30, seed=1):
         mask = mask.numpy()
