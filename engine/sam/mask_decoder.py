@@ -154,9 +154,10 @@ def upscale_and_project(upscaling: nn.Sequential, tokens: Tensor, hyper_in: Tens
         x = torch.addmm(b1, part.reshape(n * tokens_n, channels), w1).view(-1, mid)
         x = _activate(act1, F.layer_norm(x, (mid,), norm.weight, norm.bias, norm.eps))
         x = _activate(act2, torch.addmm(b2, x, w2)).view(n, tokens_n * 16, out)
-        chunks.append(torch.bmm(x, hyper_in[start : start + n].transpose(1, 2)))
-    masks = torch.cat(chunks) if len(chunks) > 1 else chunks[0]  # (B, pixels in block order, M)
-    masks = masks.view(batch, h, w, 2, 2, 2, 2, masks_n).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        # Masks first, so the reordering below copies pairs of adjacent pixels, not stride-M ones.
+        chunks.append(torch.bmm(hyper_in[start : start + n], x.transpose(1, 2)))
+    masks = torch.cat(chunks) if len(chunks) > 1 else chunks[0]  # (B, M, pixels in block order)
+    masks = masks.view(batch, masks_n, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
     return masks.reshape(batch, masks_n, 4 * h, 4 * w)
 
 
