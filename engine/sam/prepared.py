@@ -289,10 +289,16 @@ def _first_layer_forward(
     t2i = layer.cross_attn_token_to_image
     batch, few, _ = queries.shape
     heads = t2i.num_heads
-    q = t2i.q_proj(queries + tokens).view(batch, few, heads, -1).transpose(1, 2)  # (B, heads, n, d)
-    probs = torch.softmax(torch.matmul(q, keys), dim=-1)  # (B, heads, n, h·w)
-    mixed = torch.matmul(probs, values.transpose(-1, -2))  # (B, heads, n, d)
-    attended = t2i.out_proj(mixed.transpose(1, 2).reshape(batch, few, t2i.internal_dim))
+    q = t2i.q_proj(queries + tokens).view(batch, few, heads, -1)
+    if keys.dim() == 3:  # one image side for all prompts: heads as the batch, B·n rows each
+        # (a (B, heads, ...) product would first copy the shared keys and values per prompt)
+        q = q.permute(2, 0, 1, 3).reshape(heads, batch * few, -1)
+        probs = torch.softmax(torch.bmm(q, keys), dim=-1)  # (heads, B·n, h·w)
+        mixed = torch.bmm(probs, values.transpose(-1, -2)).view(heads, batch, few, -1).permute(1, 2, 0, 3)
+    else:  # a mask prompt's own keys and values per prompt
+        probs = torch.softmax(torch.matmul(q.transpose(1, 2), keys), dim=-1)  # (B, heads, n, h·w)
+        mixed = torch.matmul(probs, values.transpose(-1, -2)).transpose(1, 2)  # (B, n, heads, d)
+    attended = t2i.out_proj(mixed.reshape(batch, few, t2i.internal_dim))
     queries = layer.norm2(queries + attended)
     queries = layer.norm3(queries + layer.mlp(queries))
 
@@ -300,9 +306,14 @@ def _first_layer_forward(
     # folded into the values, so the (h·w, C) result comes out of one product with the residual.
     i2t = layer.cross_attn_image_to_token
     heads, width = i2t.num_heads, i2t.embedding_dim
-    k = i2t.k_proj(queries + tokens).view(batch, few, heads, -1).transpose(1, 2)  # (B, heads, n, d)
-    scores = torch.matmul(k, image_queries)  # (B, heads, n, h·w)
-    probs = torch.softmax(scores, dim=2).view(batch, heads * few, -1).transpose(1, 2)
+    k = i2t.k_proj(queries + tokens).view(batch, few, heads, -1)
+    if image_queries.dim() == 3:  # shared, as above
+        k = k.permute(2, 0, 1, 3).reshape(heads, batch * few, -1)
+        scores = torch.bmm(k, image_queries).view(heads, batch, few, -1)  # (heads, B, n, h·w)
+        probs = torch.softmax(scores, dim=2).transpose(0, 1).reshape(batch, heads * few, -1).transpose(1, 2)
+    else:
+        scores = torch.matmul(k.transpose(1, 2), image_queries)  # (B, heads, n, h·w)
+        probs = torch.softmax(scores, dim=2).view(batch, heads * few, -1).transpose(1, 2)
     v = i2t.v_proj(queries).view(batch, few, heads, -1)
     v_out = torch.einsum("bnhd,ehd->bhne", v, i2t.out_proj.weight.view(width, heads, -1))
     v_out = (v_out + i2t.out_proj.bias / heads).reshape(batch, heads * few, width)
