@@ -19,6 +19,10 @@ full resolution before it filters, and computes the stability score there. Here:
   the survivors wait as low-res logits (at most ``max_stored_logits_bytes``, beyond which their
   batch is decoded again), and only the masks that survive the crop's NMS are upsampled, so
   neither time nor memory scales with candidates x image pixels;
+* a crop the model saw enlarged (smaller than its input size: the crop layers of an image about
+  the model's size) takes both resizes as one banded linear map per axis
+  (``engine.automatic.upsampling.ComposedResize``) instead of writing a model-frame image several
+  times the crop's size per candidate, and its logits come column-major, RLE's order;
 * the decoder sees the image embedding once per batch instead of a copy per prompt
   (``engine.automatic.decoding``).
 """
@@ -328,10 +332,10 @@ class MaskGenerator:
         """Crops about the model's input size: each candidate's logits are upsampled (in chunks)
         to judge it, and the survivors kept as RLE until the crop's NMS.
 
-        A crop the model saw enlarged (smaller than its input size, as the crops of the second
-        layer on a 1024-pixel image) takes both resizes at once (``ComposedResize``), whose
-        logits come column-major (N x W x H): masks, counts and RLE read them as they are, only
-        the boxes swap their axes."""
+        A crop the model saw enlarged or at its own size (at most its input size, as the crops of
+        the second layer on a 1024-pixel image) takes both resizes at once (``ComposedResize``),
+        whose logits come column-major (N x W x H): masks, counts and RLE read them as they are,
+        only the boxes swap their axes."""
         candidates = Candidates()
         height, width = crop.size
         img_size = self.model.image_encoder.img_size
@@ -378,12 +382,12 @@ class MaskGenerator:
         return self._crop_nms(candidates.stacked())
 
     def _composed_resize(self, crop: _Crop) -> ComposedResize | None:
-        """The composed resize for a crop smaller than its model input (cached per sizes), else
-        None: at or above the input size the model frame is no larger than the crop, and the
-        dense products would cost more than the resizes."""
+        """The composed resize for a crop at most its model input's size (cached per sizes), else
+        None (a crop larger than its input, whose second resize enlarges it, keeps torch's
+        resizes)."""
         height, width = crop.size
         input_h, input_w = crop.input_size
-        if not (height <= input_h and width <= input_w and (height, width) != (input_h, input_w)):
+        if not (height <= input_h and width <= input_w):
             return None
         key = (tuple(crop.input_size), tuple(crop.size))
         if key not in self._composed:
@@ -470,7 +474,9 @@ class MaskGenerator:
         rles: list[RLE | None] = [None] * kept
         height, width = crop.size
         img_size = self.model.image_encoder.img_size
-        chunk = self._full_res_chunk(4 * (img_size * img_size + 2 * height * width) + height * width)
+        composed = self._composed_resize(crop)
+        frame = img_size * img_size if composed is None else composed.rows_used * width
+        chunk = self._full_res_chunk(4 * (frame + 2 * height * width) + height * width)
         threshold = self.model.mask_threshold
         by_batch: dict[int, list[int]] = defaultdict(list)
         for position, batch in enumerate(data["batch"]):
@@ -481,7 +487,12 @@ class MaskGenerator:
             for begin in range(0, len(positions), chunk):
                 start = time.perf_counter()
                 part = low_res[begin : begin + chunk]
-                masks = self._upsample(part, crop.input_size, crop.size, transposed=True) > threshold
+                if composed is None:
+                    logits = self._upsample(part, crop.input_size, crop.size, transposed=True)
+                else:
+                    logits = composed.transposed(part)
+                masks = logits > threshold
+                del logits
                 self.timings["upsample"] += time.perf_counter() - start
                 start = time.perf_counter()
                 encoded = encode_rle_batch(masks, column_major=True)

@@ -128,17 +128,17 @@ def resize_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 class ComposedResize:
-    """``Sam.postprocess_masks`` for a crop the model saw enlarged (crop smaller than its input
-    size on both axes): low-res logits → padded model frame → unpadded → crop size, as one linear
-    map per axis, ``crop = R @ low_res @ C``.
+    """``Sam.postprocess_masks`` for a crop the model saw enlarged or at its own size (crop at
+    most its input size on both axes): low-res logits → padded model frame → unpadded → crop
+    size, as one linear map per axis, ``crop = R @ low_res @ C``.
 
-    The two-step resize writes a model-frame image several times larger than the crop, per
-    candidate, to read it back once; composed, each output pixel blends at most 3 x 3 low-res
-    values. Each map is banded, so it is applied in blocks of ``_BAND`` output columns, each a
-    dense product with the few low-res rows or columns the block reads (the zeros left out add
-    exactly nothing). The values equal the two-step ones up to float rounding (a few ulps: the
-    pixels within that of the threshold may differ). Returns the logits transposed, N x W x H,
-    the column-major order RLE encoding reads."""
+    The two-step resize writes a model-frame image up to several times larger than the crop, per
+    candidate, to read it back once; composed, each output pixel blends at most 3 x 3 low-res values
+    (2 x 2 when the crop is the input size). Each map is banded, so it is applied in blocks of
+    ``_BAND`` output columns, each a dense product with the few low-res rows or columns the block
+    reads (the zeros left out add exactly nothing). The values equal the two-step ones up to float
+    rounding (a few ulps: the pixels within that of the threshold may differ). Returns the logits
+    transposed, N x W x H, the column-major order RLE encoding reads."""
 
     def __init__(
         self,
