@@ -332,10 +332,10 @@ class MaskGenerator:
         """Crops about the model's input size: each candidate's logits are upsampled (in chunks)
         to judge it, and the survivors kept as RLE until the crop's NMS.
 
-        A crop the model saw enlarged or at its own size (at most its input size, as the crops of
-        the second layer on a 1024-pixel image) takes both resizes at once (``ComposedResize``),
-        whose logits come column-major (N x W x H): masks, counts and RLE read them as they are,
-        only the boxes swap their axes."""
+        A crop the model saw enlarged (smaller than its input size, as the crops of the second
+        layer on a 1024-pixel image) takes both resizes at once (``ComposedResize``), whose
+        logits come column-major (N x W x H): masks, counts and RLE read them as they are, only
+        the boxes swap their axes."""
         candidates = Candidates()
         height, width = crop.size
         img_size = self.model.image_encoder.img_size
@@ -382,12 +382,13 @@ class MaskGenerator:
         return self._crop_nms(candidates.stacked())
 
     def _composed_resize(self, crop: _Crop) -> ComposedResize | None:
-        """The composed resize for a crop at most its model input's size (cached per sizes), else
-        None (a crop larger than its input, whose second resize enlarges it, keeps torch's
-        resizes)."""
+        """The composed resize for a crop smaller than its model input (cached per sizes), else
+        None. At the input's size there is one resize, an upscale whose cost is writing its
+        output, as the composed map's (measured the same per mask, slower in the whole run); above
+        it the second resize enlarges, and the model frame is no larger than the crop."""
         height, width = crop.size
         input_h, input_w = crop.input_size
-        if not (height <= input_h and width <= input_w):
+        if not (height <= input_h and width <= input_w and (height, width) != (input_h, input_w)):
             return None
         key = (tuple(crop.input_size), tuple(crop.size))
         if key not in self._composed:
