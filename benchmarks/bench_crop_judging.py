@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.automatic import MaskGenerator
 from engine.automatic.amg import generate_crop_boxes
-from engine.automatic.generator import _Crop
+from engine.automatic.judging import Crop
 from engine.transforms import ResizeLongestSide
 from tests.engine.test_automatic import ours_from, scene
 from tests.reference_models import VIT_B_CONFIG
@@ -52,7 +52,7 @@ def main(argv=None) -> None:
         features = enc.neck((enc.patch_embed(padded) + enc.pos_embed).permute(0, 3, 1, 2))
         grid = MaskGenerator(model, **params).point_grids[1] * np.array(crop.shape[:2])[None, ::-1]
         batches = [grid[start : start + 64] for start in range(0, 256, 64)]
-        crop_info = _Crop(features, resized.shape[:2], crop.shape[:2], boxes[1], image.shape[:2])
+        crop_info = Crop(features, resized.shape[:2], crop.shape[:2], boxes[1], image.shape[:2])
         decoded = [MaskGenerator(model, **params)._decode(crop_info, points) for points in batches]
         candidates = sum(low.shape[0] for low, _, _ in decoded)
         print(

@@ -316,14 +316,14 @@ LARGE_CASES = [
 def test_large_image_same_records_as_official(small_models, monkeypatch, params, at_least):
     """640x480 is 2.5x the small model's input per side: the whole-image crop is judged on the
     model frame (engine.automatic.upsampling), the layer-1 crops (402x322) at full resolution."""
-    from engine.automatic import generator as generator_module
+    from engine.automatic import judging
 
     official, ours = small_models
     sa = reference("segment_anything")
     judged = []
-    original = generator_module.threshold_stats
+    original = judging.threshold_stats
     monkeypatch.setattr(
-        generator_module,
+        judging,
         "threshold_stats",
         lambda frame, *a: judged.append(len(frame)) or original(frame, *a),
     )
