@@ -53,6 +53,16 @@ class CropJudging:
             budget = min(budget, self.cpu_chunk_bytes)
         return max(1, budget // bytes_per_mask)
 
+    def _full_res_plan(self, crop: Crop) -> tuple[ComposedResize | None, int]:
+        """How a crop's full-resolution logits are built (the composed map, or None for torch's
+        resizes) and how many masks at a time: a chunk holds the model frame (or the composed
+        map's intermediate), the logits, a temporary of their size and the boolean masks."""
+        height, width = crop.size
+        composed = self._composed_resize(crop)
+        img_size = self.model.image_encoder.img_size
+        frame = img_size * img_size if composed is None else composed.rows_used * width
+        return composed, self._full_res_chunk(4 * (frame + 2 * height * width) + height * width)
+
     def _crop_masks_direct(self, crop: Crop, batches: list[np.ndarray]) -> dict[str, Any]:
         """Crops about the model's input size: each candidate's logits are upsampled (in chunks)
         to judge it, and the survivors kept as RLE until the crop's NMS.
@@ -62,11 +72,7 @@ class CropJudging:
         logits come column-major (N x W x H): masks, counts and RLE read them as they are, only
         the boxes swap their axes."""
         candidates = Candidates()
-        height, width = crop.size
-        img_size = self.model.image_encoder.img_size
-        composed = self._composed_resize(crop)
-        frame = img_size * img_size if composed is None else composed.rows_used * width
-        chunk = self._full_res_chunk(4 * (frame + 2 * height * width) + height * width)
+        composed, chunk = self._full_res_plan(crop)
         threshold = self.model.mask_threshold
         for points in batches:
             low_res, iou_preds, point_tensor = self._decode(crop, points)
@@ -198,11 +204,7 @@ class CropJudging:
         already worked out without them."""
         kept = len(data["iou_preds"])
         rles: list[RLE | None] = [None] * kept
-        height, width = crop.size
-        img_size = self.model.image_encoder.img_size
-        composed = self._composed_resize(crop)
-        frame = img_size * img_size if composed is None else composed.rows_used * width
-        chunk = self._full_res_chunk(4 * (frame + 2 * height * width) + height * width)
+        composed, chunk = self._full_res_plan(crop)
         threshold = self.model.mask_threshold
         by_batch: dict[int, list[int]] = defaultdict(list)
         for position, batch in enumerate(data["batch"]):
