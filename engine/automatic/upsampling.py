@@ -157,19 +157,28 @@ class ComposedResize:
         self.col_bands = _bands(cols[:, : self.cols_used])
         self.row_bands = _bands(rows[:, : self.rows_used])
         self.crop_size = crop_size
+        self._device = torch.device("cpu")
+
+    def _move_to(self, device: torch.device) -> None:
+        """Keep the band weights where the logits are (moved once, not per chunk)."""
+        if device != self._device:
+            self.col_bands = [(out, inputs, weights.to(device)) for out, inputs, weights in self.col_bands]
+            self.row_bands = [(out, inputs, weights.to(device)) for out, inputs, weights in self.row_bands]
+            self._device = device
 
     def transposed(self, low_res: torch.Tensor) -> torch.Tensor:
         """(N, h, w) low-res logits → (N, W, H) crop logits."""
         height, width = self.crop_size
         n = low_res.shape[0]
+        self._move_to(low_res.device)
         used = low_res[:, : self.rows_used, : self.cols_used]
         along_x = low_res.new_empty((n, self.rows_used, width))
         for out, inputs, weights in self.col_bands:
-            along_x[:, :, out] = used[:, :, inputs] @ weights.to(low_res.device)
+            along_x[:, :, out] = used[:, :, inputs] @ weights
         along_x = along_x.transpose(1, 2)
         crop = low_res.new_empty((n, width, height))
         for out, inputs, weights in self.row_bands:
-            crop[:, :, out] = along_x[:, :, inputs] @ weights.to(low_res.device)
+            crop[:, :, out] = along_x[:, :, inputs] @ weights
         return crop
 
 
