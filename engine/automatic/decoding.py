@@ -90,7 +90,11 @@ def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0
     selected = range(1, decoder.num_mask_tokens)
     hs_rows = [0, *(1 + i for i in selected)]
     ready = prepared.prepare_image(model, features) if prepared.supports(model) else None
-    masks, ious, kept = [], [], []
+    # Every chunk's masks go straight into their rows (no concatenation of 50 MB at the end); the
+    # pages of rows that the IoU filter leaves unused are never touched.
+    masks = features.new_empty((batch, len(selected), 4 * height, 4 * width))
+    ious, kept = [], []
+    filled = 0
     for start in range(0, batch, chunk):
         part = sparse[start : start + chunk]
         tokens = torch.cat([output_tokens[None].expand(part.shape[0], -1, -1), part], dim=1)
@@ -111,14 +115,14 @@ def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0
         hyper_in = torch.stack(
             [decoder.output_hypernetworks_mlps[i](hs[:, 1 + j, :]) for j, i in enumerate(selected)], dim=1
         )
-        masks.append(upscale_and_project(decoder.output_upscaling, image_tokens, hyper_in, height, width))
+        into = masks[filled : filled + len(rows)]
+        upscale_and_project(decoder.output_upscaling, image_tokens, hyper_in, height, width, out=into)
+        filled += len(rows)
         kept.append(rows + start)
     iou_pred = torch.cat(ious)
-    if not masks:
-        side = 4 * height, 4 * width
-        empty = features.new_zeros((0, decoder.num_mask_tokens - 1, *side))
-        return empty, iou_pred, torch.zeros(0, dtype=torch.long, device=features.device)
-    return torch.cat(masks), iou_pred, torch.cat(kept)
+    if not kept:
+        return masks[:0], iou_pred, torch.zeros(0, dtype=torch.long, device=features.device)
+    return masks[:filled], iou_pred, torch.cat(kept)
 
 
 def _fast_path_ok(model, features, sparse, dense, image_pe) -> bool:
