@@ -24,6 +24,7 @@ import weakref
 import torch
 
 from engine.sam import prepared
+from engine.sam.folded_upscaling import FoldedFirstUpscale
 from engine.sam.mask_decoder import upscale_and_project
 from engine.sam.transformer import TwoWayTransformer
 
@@ -90,6 +91,13 @@ def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0
     selected = range(1, decoder.num_mask_tokens)
     hs_rows = [0, *(1 + i for i in selected)]
     ready = prepared.prepare_image(model, features) if prepared.supports(model) else None
+    # The first upscaling layer through the transformer's low-rank image updates (about half of
+    # its work; engine.sam.folded_upscaling): all prompts start from the same image tokens here.
+    folded = (
+        FoldedFirstUpscale(model, ready.tokens)
+        if ready is not None and FoldedFirstUpscale.applies(model)
+        else None
+    )
     # Every chunk's masks go straight into their rows (no concatenation of 50 MB at the end); the
     # pages of rows that the IoU filter leaves unused are never touched.
     masks = features.new_empty((batch, len(selected), 4 * height, 4 * width))
@@ -98,8 +106,9 @@ def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0
     for start in range(0, batch, chunk):
         part = sparse[start : start + chunk]
         tokens = torch.cat([output_tokens[None].expand(part.shape[0], -1, -1), part], dim=1)
+        record: list | None = [] if folded is not None else None
         if ready is not None:
-            hs, image_tokens = prepared.run_transformer(model, ready, tokens, rows=hs_rows)
+            hs, image_tokens = prepared.run_transformer(model, ready, tokens, rows=hs_rows, record=record)
         elif isinstance(decoder.transformer, TwoWayTransformer):
             hs, image_tokens = decoder.transformer(src, image_pe, tokens, rows=hs_rows)
         else:
@@ -115,8 +124,13 @@ def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0
         hyper_in = torch.stack(
             [decoder.output_hypernetworks_mlps[i](hs[:, 1 + j, :]) for j, i in enumerate(selected)], dim=1
         )
+        first = (
+            folded.bind(record, rows if len(rows) < part.shape[0] else None) if folded is not None else None
+        )
         into = masks[filled : filled + len(rows)]
-        upscale_and_project(decoder.output_upscaling, image_tokens, hyper_in, height, width, out=into)
+        upscale_and_project(
+            decoder.output_upscaling, image_tokens, hyper_in, height, width, out=into, first=first
+        )
         filled += len(rows)
         kept.append(rows + start)
     iou_pred = torch.cat(ious)

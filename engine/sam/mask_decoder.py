@@ -7,6 +7,8 @@ Parameter names match segment_anything's ``MaskDecoder``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -124,11 +126,19 @@ UPSCALE_CHUNK = 2
 
 
 def upscale_and_project(
-    upscaling: nn.Sequential, tokens: Tensor, hyper_in: Tensor, h: int, w: int, out: Tensor | None = None
+    upscaling: nn.Sequential,
+    tokens: Tensor,
+    hyper_in: Tensor,
+    h: int,
+    w: int,
+    out: Tensor | None = None,
+    first: Callable[[int, int], Tensor] | None = None,
 ) -> Tensor:
     """``hyper_in @ output_upscaling(image tokens)``: (B, h*w, C) tokens and (B, M, C/8)
     hypernetwork outputs → (B, M, 4h, 4w) mask logits, written into ``out`` when given (a caller
-    gathering several calls' masks then needs no concatenation).
+    gathering several calls' masks then needs no concatenation). ``first``: (start, n) → the
+    first layer's output for those prompts, (n·h·w, 2·2·C/4), when the caller has it another way
+    (``engine.sam.folded_upscaling``).
 
     Both ConvTranspose2d layers have kernel = stride = 2, so each input pixel writes its own 2x2
     block of outputs: the layer is one matmul of the channels-last pixels by the weight laid out
@@ -137,7 +147,7 @@ def upscale_and_project(
     (i, j, di, dj, ei, ej) until the M masks, the only small tensor, are put in raster order. On CPU
     this is several times faster than the convolutions, which spend most of their time in layout
     copies. A stack of any other shape runs as the plain modules."""
-    conv1, norm, act1, conv2, act2 = _block_upscaling(upscaling) or (None,) * 5
+    conv1, norm, act1, conv2, act2 = block_upscaling(upscaling) or (None,) * 5
     batch, tokens_n, channels = tokens.shape
     masks_n = hyper_in.shape[1]
     if conv1 is None:
@@ -146,7 +156,7 @@ def upscale_and_project(
         masks = (hyper_in @ upscaled.view(batch, up_c, up_h * up_w)).view(batch, masks_n, up_h, up_w)
         return masks if out is None else out.copy_(masks)
     mid = conv1.out_channels
-    first = _BlockLinear(conv1, tokens, act=None)
+    first_layer = _BlockLinear(conv1, tokens, act=None)
     second = _BlockLinear(conv2, tokens, act=act2)
     if out is None:
         out = tokens.new_empty((batch, masks_n, 4 * h, 4 * w))
@@ -154,7 +164,10 @@ def upscale_and_project(
     for start in range(0, batch, step):
         part = tokens[start : start + step]
         n = part.shape[0]
-        x = first(part.reshape(n * tokens_n, channels)).view(-1, mid)
+        if first is None:
+            x = first_layer(part.reshape(n * tokens_n, channels)).view(-1, mid)
+        else:
+            x = first(start, n).view(-1, mid)
         x = _activate(act1, F.layer_norm(x, (mid,), norm.weight, norm.bias, norm.eps))
         x = second(x).view(n, tokens_n * 16, conv2.out_channels)
         # Masks first, so the reordering below copies pairs of adjacent pixels, not stride-M ones;
@@ -233,7 +246,7 @@ def _activate(activation: nn.Module, x: Tensor) -> Tensor:
     return activation(x)
 
 
-def _block_upscaling(upscaling: nn.Module) -> tuple[nn.Module, ...] | None:
+def block_upscaling(upscaling: nn.Module) -> tuple[nn.Module, ...] | None:
     """The five layers of SAM's upscaling when both transposed convolutions are 2x2 blocks."""
     layers = list(upscaling) if isinstance(upscaling, nn.Sequential) else []
     if len(layers) != 5:

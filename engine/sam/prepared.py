@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.sam.mask_decoder import MaskDecoder
-from engine.sam.transformer import TwoWayTransformer
+from engine.sam.transformer import TwoWayTransformer, norm_recorded
 
 
 @dataclass(frozen=True)
@@ -210,12 +210,17 @@ def decode(
 
 @torch.inference_mode()
 def run_transformer(
-    model: nn.Module, prepared: PreparedImage, tokens: Tensor, rows: list[int], masks: Tensor | None = None
+    model: nn.Module,
+    prepared: PreparedImage,
+    tokens: Tensor,
+    rows: list[int],
+    masks: Tensor | None = None,
+    record: list | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The two-way transformer on the prepared image: output + prompt tokens (B, N, C) and optional
     mask prompts (B, 1, 4h, 4w) → the token ``rows`` (B, len(rows), C) and the image tokens
     (B, h·w, C), what ``TwoWayTransformer(..., rows=rows)`` returns (clicks through ``decode``, the
-    automatic generator's point batches directly)."""
+    automatic generator's point batches directly). ``record`` gets each layer's ``ImageUpdate``."""
     transformer: TwoWayTransformer = model.mask_decoder.transformer
     consts = model_constants(model)
     if prepared.versions != consts.versions:
@@ -234,9 +239,11 @@ def run_transformer(
         owned = True
 
     queries, keys_out = _first_layer_forward(
-        transformer.layers[0], tokens, image_tokens, keys, values, queries_img, owned
+        transformer.layers[0], tokens, image_tokens, keys, values, queries_img, owned, record
     )
-    return transformer.run_layers(queries, keys_out, tokens, consts.pe_last, start=1, rows=rows)
+    return transformer.run_layers(
+        queries, keys_out, tokens, consts.pe_last, start=1, rows=rows, record=record
+    )
 
 
 def decode_prompts(
@@ -280,6 +287,7 @@ def _first_layer_forward(
     values: Tensor,
     image_queries: Tensor,
     image_tokens_owned: bool,
+    record: list | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The first ``TwoWayAttentionBlock`` (no positional encoding on its self-attention) with the
     image side already projected."""
@@ -321,4 +329,4 @@ def _first_layer_forward(
         keys_out = image_tokens.baddbmm_(probs, v_out)
     else:
         keys_out = torch.baddbmm(image_tokens, probs, v_out)
-    return queries, layer.norm4(keys_out)
+    return queries, norm_recorded(layer.norm4, keys_out, [(probs, v_out)], record)

@@ -10,11 +10,36 @@ project the 64x64 image tokens per prompt (see ``Attention.attend_to_many``/``at
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engine.sam.common import MLPBlock
+
+
+@dataclass(frozen=True)
+class ImageUpdate:
+    """What one layer's image→token attention and ``norm4`` did to the image tokens:
+    ``out = norm4(tokens + probs @ values)``, with the norm's row means and 1/stds. The change is
+    of rank heads·n (a handful of prompt tokens), so a linear map of the image tokens can be
+    pushed through it (``engine.sam.folded_upscaling``) instead of applied to 64x64 tokens."""
+
+    probs: Tensor  # (B, h·w, heads·n), a transposed view of contiguous rows
+    values: Tensor  # (B, heads·n, C), the output projection folded in
+    mean: Tensor  # (B, h·w, 1)
+    rstd: Tensor  # (B, h·w, 1)
+
+
+def norm_recorded(norm: nn.LayerNorm, x: Tensor, step: list, record: list | None) -> Tensor:
+    """``norm(x)``; with a ``record``, also appends the ``ImageUpdate`` whose (probs, values) the
+    attention left in ``step`` (None when its fold did not run: the record is then unusable)."""
+    if record is None:
+        return norm(x)
+    out, mean, rstd = torch.native_layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    record.append(ImageUpdate(*step[0], mean, rstd) if step else None)
+    return out
 
 
 class Attention(nn.Module):
@@ -81,7 +106,13 @@ class Attention(nn.Module):
         return self.out_proj(out.reshape(batch, few, self.internal_dim))
 
     def attend_from_many(
-        self, q: Tensor, k: Tensor, v: Tensor, residual: Tensor | None = None, residual_owned: bool = False
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        residual: Tensor | None = None,
+        residual_owned: bool = False,
+        record: list | None = None,
     ) -> Tensor:
         """Many queries q (B or 1, M, E) against few keys/values k, v (B, n, E); same result as
         ``forward`` (plus ``residual`` when given, added in the same product). score_h =
@@ -89,7 +120,8 @@ class Attention(nn.Module):
         the values: Wo (Σ_h p_h v_h) + bo = Σ_h p_h (Wo_h v_h + bo / heads). The M queries are
         never projected, nor their M attention outputs. ``residual_owned``: the caller no longer
         needs ``residual``, which is then updated in place. Scores are laid out (B, heads, n, M) so
-        that the softmax over the n tokens runs along contiguous rows of M."""
+        that the softmax over the n tokens runs along contiguous rows of M. ``record``: gets the
+        (probs, values) of the product when the fold runs."""
         batch, few, _ = k.shape
         if not self._folding_pays(few):
             out = self.forward(q, k, v)
@@ -110,6 +142,8 @@ class Attention(nn.Module):
         else:
             scores = torch.bmm(fold, q.transpose(1, 2)).view(batch, heads, few, tokens)
         probs = torch.softmax(scores.add_(offset), dim=2).view(batch, heads * few, tokens).transpose(1, 2)
+        if record is not None:
+            record.append((probs, v_out))
         if residual is None:
             return torch.bmm(probs, v_out)
         # In place only without autograd: the backward of the earlier token→image attention
@@ -144,10 +178,16 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(
-        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor, keys_owned: bool = False
+        self,
+        queries: Tensor,
+        keys: Tensor,
+        query_pe: Tensor,
+        key_pe: Tensor,
+        keys_owned: bool = False,
+        record: list | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``keys_owned``: ``keys`` is a temporary of the caller's (not the image embedding) and may
-        be overwritten."""
+        be overwritten. ``record``: gets this layer's ``ImageUpdate``."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -162,11 +202,16 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
+        step: list = []
         attended = self.cross_attn_image_to_token.attend_from_many(
-            k, q, queries, residual=keys, residual_owned=keys_owned
+            k,
+            q,
+            queries,
+            residual=keys,
+            residual_owned=keys_owned,
+            record=step if record is not None else None,
         )
-        keys = self.norm4(attended)
-        return queries, keys
+        return queries, norm_recorded(self.norm4, attended, step, record)
 
 
 class TwoWayTransformer(nn.Module):
@@ -222,13 +267,17 @@ class TwoWayTransformer(nn.Module):
         key_pe: Tensor,
         start: int,
         rows: list[int] | None = None,
+        record: list | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Layers ``start``.. and the final token→image attention on channels-last (B or 1, h·w, C)
         image tokens ``keys``; those are this call's own temporaries from the second layer on
         (``engine.sam.prepared`` runs the first layer itself and enters at 1). The final attention
-        lets each token attend to the image on its own, so it runs only for ``rows`` when given."""
+        lets each token attend to the image on its own, so it runs only for ``rows`` when given.
+        ``record`` gets each layer's ``ImageUpdate``."""
         for index in range(start, len(self.layers)):
-            queries, keys = self.layers[index](queries, keys, point_embedding, key_pe, keys_owned=index > 0)
+            queries, keys = self.layers[index](
+                queries, keys, point_embedding, key_pe, keys_owned=index > 0, record=record
+            )
         if rows is not None:
             queries, point_embedding = queries[:, rows], point_embedding[:, rows]
         attn_out = self.final_attn_token_to_image.attend_to_many(
