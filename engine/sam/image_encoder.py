@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.sam.common import LayerNorm2d, MLPBlock
+from engine.sam.common import LayerNorm2d, MLPBlock, run_linear
 
 # Attention scores computed at once (items × query rows × keys): 1 Mi floats = 4 MiB stays in
 # cache, which is what makes the banded global attention fast on CPU.
@@ -78,14 +78,15 @@ class Attention(nn.Module):
         batch, h, w, dim = x.shape
         tokens = h * w
         # (3, B·heads, tokens, head_dim) without an intermediate contiguous copy per tensor.
-        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        qkv = run_linear(self.qkv, x)
+        qkv = qkv.reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.reshape(3, batch * self.num_heads, tokens, -1).unbind(0)
         if not self.use_rel_pos:
             out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
         else:
             out = self._attend_with_rel_pos(q, k, v, h, w)
         out = out.view(batch, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(batch, h, w, dim)
-        return self.proj(out)
+        return run_linear(self.proj, out)
 
     def _attend_with_rel_pos(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, h: int, w: int

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.sam.common import MLP, LayerNorm2d
+from engine.sam.common import MLP, LayerNorm2d, fused_linear_ok, linear_then
 from engine.sam.transformer import TwoWayTransformer
 
 
@@ -156,8 +156,8 @@ def upscale_and_project(
         masks = (hyper_in @ upscaled.view(batch, up_c, up_h * up_w)).view(batch, masks_n, up_h, up_w)
         return masks if out is None else out.copy_(masks)
     mid = conv1.out_channels
-    first_layer = _BlockLinear(conv1, tokens, act=None)
-    second = _BlockLinear(conv2, tokens, act=act2)
+    first_layer = _BlockLinear(conv1, act=None)
+    second = _BlockLinear(conv2, act=act2)
     if out is None:
         out = tokens.new_empty((batch, masks_n, 4 * h, 4 * w))
     step = UPSCALE_CHUNK if tokens.device.type == "cpu" else batch  # a GPU wants the whole batch
@@ -179,59 +179,20 @@ def upscale_and_project(
 
 
 class _BlockLinear:
-    """One 2x2-block ConvTranspose2d as a matmul of channels-last pixels, with its bias and the
-    activation after it (None, GELU or ReLU) fused into oneDNN's linear kernel where that runs
-    (CPU float32 without autograd): ``addmm`` would first copy the bias into its whole output and
-    the activation stream it once more (about 10% of the upscaling on a CPU, same numbers)."""
+    """One 2x2-block ConvTranspose2d as a linear map of channels-last pixels, its bias and the
+    activation after it (None, GELU or ReLU) fused into the product where ``linear_then`` can."""
 
-    def __init__(self, conv: nn.ConvTranspose2d, like: Tensor, act: nn.Module | None) -> None:
+    def __init__(self, conv: nn.ConvTranspose2d, act: nn.Module | None) -> None:
         out = conv.out_channels
-        weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.in_channels, 4 * out)  # (in, 2·2·out)
+        self.weight = conv.weight.permute(2, 3, 1, 0).reshape(4 * out, conv.in_channels)  # (2·2·out, in)
         self.bias = conv.bias.repeat(4)
         self.act = act
-        self.attr = _fused_attr(act) if _fused_linear_ok(like) else None
-        self.weight = weight.T.contiguous() if self.attr is not None else weight
 
     def __call__(self, x: Tensor) -> Tensor:
-        if self.attr is not None:
-            algorithm = "none" if self.attr == "gelu" else ""
-            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, self.attr, [], algorithm)
-        y = torch.addmm(self.bias, x, self.weight)
+        if self.act is not None and not torch.is_grad_enabled() and fused_linear_ok(x):
+            return linear_then(x, self.weight, self.bias, self.act)
+        y = linear_then(x, self.weight, self.bias)
         return y if self.act is None else _activate(self.act, y)
-
-
-def _fused_attr(act: nn.Module | None) -> str | None:
-    """oneDNN's post-op name for ``act`` (exact GELU, ReLU or none), None when it has none."""
-    if act is None:
-        return "none"
-    if type(act) is nn.GELU and act.approximate == "none":
-        return "gelu"
-    if type(act) is nn.ReLU:
-        return "relu"
-    return None
-
-
-_FUSED_LINEAR: bool | None = None
-
-
-def _fused_linear_ok(like: Tensor) -> bool:
-    """Whether oneDNN's fused linear serves tensors like ``like``: a CPU float32 tensor without
-    autograd, on a torch build whose kernel gives ``addmm``'s numbers (checked once)."""
-    global _FUSED_LINEAR
-    if like.device.type != "cpu" or like.dtype != torch.float32 or torch.is_grad_enabled():
-        return False
-    if _FUSED_LINEAR is None:
-        _FUSED_LINEAR = False
-        try:
-            generator = torch.Generator().manual_seed(0)
-            x = torch.randn(64, 32, generator=generator)
-            weight, bias = torch.randn(16, 32, generator=generator), torch.randn(16, generator=generator)
-            fused = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
-            plain = F.gelu(torch.addmm(bias, x, weight.T))
-            _FUSED_LINEAR = bool(torch.allclose(fused, plain, rtol=1e-5, atol=1e-5))
-        except (AttributeError, RuntimeError, NotImplementedError):
-            _FUSED_LINEAR = False
-    return _FUSED_LINEAR
 
 
 def _activate(activation: nn.Module, x: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine.sam import mask_decoder
+from engine.sam import common, mask_decoder
 from engine.sam.common import LayerNorm2d
 from engine.sam.mask_decoder import upscale_and_project
 
@@ -50,20 +50,35 @@ def test_upscaling_matches_the_modules(activation, grad):
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_fused_linear_is_used_for_inference_on_cpu_and_gives_addmm_numbers():
+def test_fused_linear_is_used_for_inference_on_cpu_and_gives_addmm_numbers(monkeypatch):
     stack = upscaling(nn.GELU)
-    tokens = torch.randn(2, 16, 32)
+    x = torch.randn(40, 8)
+    weight = stack[3].weight.permute(0, 2, 3, 1).reshape(8, 16)
+    expected = nn.functional.gelu(torch.addmm(stack[3].bias.repeat(4), x, weight))
+    calls = []
+    fused = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(
+        torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(a[3]) or fused(*a), raising=False
+    )
     with torch.inference_mode():
+        fusing = common.fused_linear_ok(x)
         if torch.backends.mkldnn.is_available():  # the fast path must not silently switch off
-            assert mask_decoder._fused_linear_ok(tokens)
-        fused = mask_decoder._BlockLinear(stack[3], tokens, stack[4])
-        assert fused.attr == ("gelu" if mask_decoder._fused_linear_ok(tokens) else None)
-        x = torch.randn(40, 8)
-        weight = stack[3].weight.permute(0, 2, 3, 1).reshape(8, 16)
-        expected = nn.functional.gelu(torch.addmm(stack[3].bias.repeat(4), x, weight))
-        torch.testing.assert_close(fused(x), expected, rtol=1e-6, atol=1e-6)
+            assert fusing
+        got = mask_decoder._BlockLinear(stack[3], stack[4])(x)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    assert calls == (["gelu"] if fusing else [])
     with torch.enable_grad():
-        assert mask_decoder._BlockLinear(stack[3], tokens.requires_grad_(), stack[4]).attr is None
+        assert not common.fused_linear_ok(x.requires_grad_())
+
+
+@pytest.mark.parametrize("act", [None, nn.GELU(), nn.ReLU(), nn.GELU(approximate="tanh"), nn.SiLU()])
+def test_linear_then_is_the_linear_and_its_activation(act):
+    x, weight, bias = torch.randn(3, 4, 24), torch.randn(10, 24), torch.randn(10)
+    expected = nn.functional.linear(x, weight, bias)
+    expected = expected if act is None else act(expected)
+    with torch.inference_mode():
+        got = common.linear_then(x, weight, bias, act)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_masks_are_written_into_the_given_rows():
