@@ -93,11 +93,9 @@ def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0
     ready = prepared.prepare_image(model, features) if prepared.supports(model) else None
     # The first upscaling layer through the transformer's low-rank image updates (about half of
     # its work; engine.sam.folded_upscaling): all prompts start from the same image tokens here.
-    folded = (
-        FoldedFirstUpscale(model, ready.tokens)
-        if ready is not None and FoldedFirstUpscale.applies(model)
-        else None
-    )
+    # Its per-image product is made when the first prompt is upscaled.
+    folding = ready is not None and FoldedFirstUpscale.applies(model)
+    folded: FoldedFirstUpscale | None = None
     # Every chunk's masks go straight into their rows (no concatenation of 50 MB at the end); the
     # pages of rows that the IoU filter leaves unused are never touched.
     masks = features.new_empty((batch, len(selected), 4 * height, 4 * width))
@@ -106,7 +104,7 @@ def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0
     for start in range(0, batch, chunk):
         part = sparse[start : start + chunk]
         tokens = torch.cat([output_tokens[None].expand(part.shape[0], -1, -1), part], dim=1)
-        record: list | None = [] if folded is not None else None
+        record: list | None = [] if folding else None
         if ready is not None:
             hs, image_tokens = prepared.run_transformer(model, ready, tokens, rows=hs_rows, record=record)
         elif isinstance(decoder.transformer, TwoWayTransformer):
@@ -124,9 +122,10 @@ def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0
         hyper_in = torch.stack(
             [decoder.output_hypernetworks_mlps[i](hs[:, 1 + j, :]) for j, i in enumerate(selected)], dim=1
         )
-        first = (
-            folded.bind(record, rows if len(rows) < part.shape[0] else None) if folded is not None else None
-        )
+        first = None
+        if folding:
+            folded = folded or FoldedFirstUpscale(model, ready.tokens)
+            first = folded.bind(record, rows if len(rows) < part.shape[0] else None)
         into = masks[filled : filled + len(rows)]
         upscale_and_project(
             decoder.output_upscaling, image_tokens, hyper_in, height, width, out=into, first=first

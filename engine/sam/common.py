@@ -29,20 +29,27 @@ class LayerNorm2d(nn.Module):
 
 def linear_then(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, act: nn.Module | None = None
-):
+) -> torch.Tensor:
     """``act(F.linear(x, weight, bias))``. For CPU float32 inference, oneDNN's linear with the
     bias and the activation (exact GELU, ReLU) fused into the product: a plain ``linear`` first
     copies the bias into its whole output and the activation streams it once more, about 20% of
     the encoder's MLP on this project's CPUs (docs/performance.md). Same numbers up to float
     rounding; other devices, dtypes, activations and autograd take the plain ops."""
-    post_op = (
-        _POST_OPS.get(type(act)) if act is None or getattr(act, "approximate", "none") == "none" else None
-    )
+    post_op = _post_op(act)
     if post_op is not None and fused_linear_ok(x):
         algorithm = "none" if post_op == "gelu" else ""
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, post_op, [], algorithm)
     y = F.linear(x, weight, bias)
     return y if act is None else act(y)
+
+
+def _post_op(act: nn.Module | None) -> str | None:
+    """oneDNN's name for the activation after a linear, None where it has none."""
+    if act is None:
+        return "none"
+    if type(act) is nn.GELU:
+        return "gelu" if act.approximate == "none" else None
+    return "relu" if type(act) is nn.ReLU else None
 
 
 def run_linear(layer: nn.Module, x: torch.Tensor, act: nn.Module | None = None) -> torch.Tensor:
@@ -54,7 +61,6 @@ def run_linear(layer: nn.Module, x: torch.Tensor, act: nn.Module | None = None) 
     return y if act is None else act(y)
 
 
-_POST_OPS: dict[type | None, str] = {type(None): "none", nn.GELU: "gelu", nn.ReLU: "relu"}
 _FUSED_LINEAR: bool | None = None
 
 

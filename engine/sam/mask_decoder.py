@@ -189,10 +189,9 @@ class _BlockLinear:
         self.act = act
 
     def __call__(self, x: Tensor) -> Tensor:
-        if self.act is not None and not torch.is_grad_enabled() and fused_linear_ok(x):
+        if self.act is None or fused_linear_ok(x):
             return linear_then(x, self.weight, self.bias, self.act)
-        y = linear_then(x, self.weight, self.bias)
-        return y if self.act is None else _activate(self.act, y)
+        return _activate(self.act, linear_then(x, self.weight, self.bias))
 
 
 def _activate(activation: nn.Module, x: Tensor) -> Tensor:
