@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from engine.sam.mask_decoder import block_upscaling
+from engine.sam.mask_decoder import block_upscaling, block_weight
 from engine.sam.transformer import ImageUpdate, TwoWayTransformer
 
 
@@ -34,7 +34,7 @@ class FoldedFirstUpscale:
     def __init__(self, model: nn.Module, x0: Tensor) -> None:
         decoder = model.mask_decoder
         conv = decoder.output_upscaling[0]
-        weight = conv.weight.permute(0, 2, 3, 1).reshape(conv.in_channels, -1)  # (C, 2·2·mid)
+        weight = block_weight(conv)  # (C, 2·2·mid)
         norms = [layer.norm4 for layer in decoder.transformer.layers]
         maps: list[Tensor] = [weight] * (len(norms) + 1)  # G_l
         for index in reversed(range(len(norms))):

@@ -183,8 +183,7 @@ class _BlockLinear:
     activation after it (None, GELU or ReLU) fused into the product where ``linear_then`` can."""
 
     def __init__(self, conv: nn.ConvTranspose2d, act: nn.Module | None) -> None:
-        out = conv.out_channels
-        self.weight = conv.weight.permute(2, 3, 1, 0).reshape(4 * out, conv.in_channels)  # (2·2·out, in)
+        self.weight = block_weight(conv).T.contiguous()  # (2·2·out, in), as F.linear takes it
         self.bias = conv.bias.repeat(4)
         self.act = act
 
@@ -204,6 +203,12 @@ def _activate(activation: nn.Module, x: Tensor) -> Tensor:
     if type(activation) is nn.ReLU:
         return x.relu_()
     return activation(x)
+
+
+def block_weight(conv: nn.ConvTranspose2d) -> Tensor:
+    """A 2x2-block transposed convolution's weight as the matrix (in, 2·2·out) that maps one
+    channels-last pixel to its block's outputs, ordered (di, dj, out)."""
+    return conv.weight.permute(0, 2, 3, 1).reshape(conv.in_channels, -1)
 
 
 def block_upscaling(upscaling: nn.Module) -> tuple[nn.Module, ...] | None:

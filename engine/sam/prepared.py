@@ -238,9 +238,14 @@ def run_transformer(
         image_tokens = change.add_(image_tokens)  # (B, h·w, C), this call's own
         owned = True
 
+    # With mask prompts each prompt starts from its own image tokens, not from ``prepared.tokens``:
+    # the record gets None for the first layer, which makes it unusable for folding.
+    first_record = record if masks is None else None
     queries, keys_out = _first_layer_forward(
-        transformer.layers[0], tokens, image_tokens, keys, values, queries_img, owned, record
+        transformer.layers[0], tokens, image_tokens, keys, values, queries_img, owned, first_record
     )
+    if record is not None and first_record is None:
+        record.append(None)
     return transformer.run_layers(
         queries, keys_out, tokens, consts.pe_last, start=1, rows=rows, record=record
     )
