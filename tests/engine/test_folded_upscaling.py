@@ -107,3 +107,62 @@ def test_automatic_decoding_gives_the_same_masks_folded_or_not(monkeypatch, pred
     assert folded[2].tolist() == plain[2].tolist()
     assert 0 < len(folded[2]) <= 9
     torch.testing.assert_close(folded[0], plain[0], rtol=1e-4, atol=1e-4 * plain[0].abs().max().item())
+
+
+def test_one_embeddings_image_side_is_made_once_for_its_batches(monkeypatch):
+    """The generator decodes a crop's embedding in many batches: the projections and the folded
+    layer's per-image product are made once, and again when the embedding or the weights change."""
+    model = model_with_depth(2)
+    made = []
+    prepare = prepared.prepare_image
+    monkeypatch.setattr(prepared, "prepare_image", lambda *a: made.append("side") or prepare(*a))
+    init = FoldedFirstUpscale.__init__
+    monkeypatch.setattr(
+        FoldedFirstUpscale, "__init__", lambda self, *a: made.append("fold") or init(self, *a)
+    )
+    features = torch.randn(1, 64, 16, 16)
+    coords = torch.rand(4, 1, 2) * 256
+    with torch.no_grad():
+        sparse, dense = model.prompt_encoder(
+            points=(coords, torch.ones(4, 1, dtype=torch.int)), boxes=None, masks=None
+        )
+        pe = model.prompt_encoder.get_dense_pe()
+
+        def decode(embedding):
+            return decoding._decode_shared(model, embedding, pe, sparse, dense, 0.0)[0]
+
+        first = decode(features)
+        torch.testing.assert_close(decode(features), first, rtol=0, atol=0)
+        assert made == ["side", "fold"]
+        features.mul_(2.0)  # changed in place: made again, and the answer follows
+        changed = decode(features)
+        assert made == ["side", "fold"] * 2 and not torch.equal(changed, first)
+        decode(features.clone())  # another tensor
+        assert made == ["side", "fold"] * 3
+        model.mask_decoder.output_upscaling[0].bias.add_(1.0)  # other weights
+        decode(features)
+        assert made == ["side", "fold"] * 4
+    with torch.inference_mode():
+        inference_features = torch.randn(1, 64, 16, 16)  # no version counter: made every time
+        decode(inference_features)
+        decode(inference_features)
+    assert made == ["side", "fold"] * 6
+
+
+def test_a_record_with_mask_prompts_is_not_folded():
+    """Mask prompts give each prompt its own starting image tokens: folding from the image's
+    would be wrong, so the record says it cannot be used."""
+    model = model_with_depth(2)
+    with torch.inference_mode():
+        ready, _, _ = decoded(model)
+        coords = torch.rand(2, 1, 2) * 256
+        sparse, _ = model.prompt_encoder(
+            points=(coords, torch.ones(2, 1, dtype=torch.int)), boxes=None, masks=None
+        )
+        record: list = []
+        masks = torch.randn(2, 1, 64, 64)
+        prepared.run_transformer(
+            model, ready, model.mask_decoder.output_tokens(sparse), [0, 2], masks, record
+        )
+        assert len(record) == 2 and record[0] is None
+        assert FoldedFirstUpscale(model, ready.tokens).bind(record) is None
