@@ -133,7 +133,7 @@ def _decode_shared(model, features, image_pe, sparse, dense, pred_iou_thresh=0.0
         )
         filled += len(rows)
         kept.append(rows + start)
-    iou_pred = torch.cat(ious)
+    iou_pred = torch.cat(ious) if ious else features.new_zeros((0, len(selected)))  # no prompts
     if not kept:
         return masks[:0], iou_pred, torch.zeros(0, dtype=torch.long, device=features.device)
     return masks[:filled], iou_pred, torch.cat(kept)

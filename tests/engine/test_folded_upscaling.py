@@ -166,3 +166,15 @@ def test_a_record_with_mask_prompts_is_not_folded():
         )
         assert len(record) == 2 and record[0] is None
         assert FoldedFirstUpscale(model, ready.tokens).bind(record) is None
+
+
+def test_no_prompts_or_none_passing_the_iou_filter_give_empty_answers():
+    model = model_with_depth(2)
+    features = torch.randn(1, 64, 16, 16)
+    with torch.no_grad():
+        low, ious, rows = decoding.decode_points(
+            model, features, torch.rand(5, 2) * 256, pred_iou_thresh=10.0
+        )
+        assert low.shape == (0, 3, 64, 64) and ious.shape == (5, 3) and rows.numel() == 0
+        low, ious, rows = decoding.decode_points(model, features, torch.zeros(0, 2))
+        assert low.shape == (0, 3, 64, 64) and ious.shape == (0, 3) and rows.numel() == 0
